@@ -20,11 +20,8 @@ def model():
 
 
 @pytest.fixture
-def clean_settings(tmp_path, monkeypatch):
-    """Settings that ignore the developer's own .env and environment."""
+def clean_settings(tmp_path):
+    """Settings that ignore the developer's own .env and environment, with a fresh index folder."""
     from rag_helpers.config import Settings
 
-    for name in list(os.environ):
-        if name.startswith(("HF_TOKEN", "LLM_", "CHROMA_", "RAG_")):
-            monkeypatch.delenv(name, raising=False)
-    return Settings.load(environ={}, use_dotenv=False).__class__.from_mapping({"CHROMA_PATH": str(tmp_path / "db")})
+    return Settings.from_mapping({"CHROMA_PATH": str(tmp_path / "db")})
