@@ -1,0 +1,174 @@
+"""Report what the course will run on: versions, device, precision, data, and which LLM answers.
+
+Secrets are reported only as "set" or "not set"; paths inside the project are shown relative to it.
+"""
+
+from __future__ import annotations
+
+import platform
+from importlib import metadata
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from .config import PROJECT_ROOT, SAMPLE_CORPUS_DIR, Settings
+from .documents import DEFAULT_PATTERNS
+
+Row = tuple[str, str]
+
+# The libraries whose versions matter when something behaves differently on another machine.
+REPORTED_PACKAGES: tuple[str, ...] = (
+    "torch",
+    "transformers",
+    "sentence-transformers",
+    "chromadb",
+    "huggingface_hub",
+    "numpy",
+    "ipywidgets",
+)
+
+
+def package_version(name: str) -> str:
+    """The installed version of a distribution, or a hint to install it."""
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "not installed (run `make setup`)"
+
+
+def display_path(path: str | Path) -> str:
+    """A path for printing: relative to the project when inside it, with ~ for the home folder otherwise."""
+    path = Path(path).expanduser()
+    try:
+        relative = path.resolve().relative_to(PROJECT_ROOT)
+    except ValueError:
+        pass
+    else:
+        return relative.as_posix() or "."
+    home = Path.home()
+    if home != Path(home.anchor):
+        try:
+            return "~/" + path.relative_to(home).as_posix()
+        except ValueError:
+            pass
+    return str(path)
+
+
+def safe_url(url: str) -> str:
+    """A URL without user name, password, query or fragment (any of which may hold a secret)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def device_row(settings: Settings) -> Row:
+    """The device the embedding model will use, and why."""
+    from .embeddings import resolve_device
+
+    try:
+        device = resolve_device(settings.device)
+    except (RuntimeError, ValueError) as error:
+        return "Device", f"problem: {error}"
+    how = "chosen automatically" if settings.device == "auto" else "set by RAG_DEVICE"
+    if device.startswith("cuda"):
+        import torch
+
+        return "Device", f"{device}: {torch.cuda.get_device_name(device)} ({how})"
+    if device == "cpu" and settings.device == "auto":
+        return "Device", "cpu (no CUDA GPU or Apple MPS found)"
+    return "Device", f"{device} ({how})"
+
+
+def precision_row(settings: Settings) -> Row:
+    """The number format the embedding model will compute in, and why."""
+    from .embeddings import resolve_device, resolve_precision
+
+    try:
+        device = resolve_device(settings.device)
+        precision = resolve_precision(settings.precision, device)
+    except (RuntimeError, ValueError) as error:
+        return "Precision", f"problem: {error}"
+    if settings.precision != "auto":
+        return "Precision", f"{precision} (set by RAG_PRECISION)"
+    reason = {"fp16": "auto: half precision on the GPU", "bf16": "auto: this CPU computes bf16 natively"}
+    return "Precision", f"{precision} ({reason.get(precision, 'auto: full precision')})"
+
+
+def embedding_model_row(settings: Settings) -> Row:
+    """The embedding model, and whether it is available offline."""
+    from .embeddings import packaged_model_dir
+
+    where = "bundled copy, works offline" if packaged_model_dir(settings.embedding_model) else "downloads on first use"
+    return "Embedding model", f"{settings.embedding_model} ({where})"
+
+
+def corpus_row(directory: Path = SAMPLE_CORPUS_DIR) -> Row:
+    """How many documents the bundled sample corpus holds."""
+    if not directory.is_dir():
+        return "Sample corpus", f"missing: {display_path(directory)}"
+    files = {
+        p
+        for pattern in DEFAULT_PATTERNS
+        for p in directory.rglob(pattern)
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(directory).parts)
+    }
+    return "Sample corpus", f"{len(files)} files in {display_path(directory)}"
+
+
+def index_row(settings: Settings) -> Row:
+    """Where the vector index lives."""
+    if settings.chroma_host:
+        return "Vector index", f"Chroma server at {settings.chroma_host}:{settings.chroma_port}"
+    return "Vector index", f"{display_path(settings.chroma_path)} (embedded Chroma, collection {settings.collection!r})"
+
+
+def llm_rows(settings: Settings) -> list[Row]:
+    """Whether a token is set (never its value) and which backend will answer questions."""
+    from .generation import choose_backend
+
+    settings_file = display_path(settings.env_file) if settings.env_file else "none (optional: cp .env.example .env)"
+    rows = [
+        ("Settings file", settings_file),
+        ("Hugging Face token", "set (hidden)" if settings.hf_token else "not set"),
+    ]
+    try:
+        backend = choose_backend(settings)
+    except ValueError as error:
+        return [*rows, ("LLM backend", f"problem: {error}")]
+    if backend == "hf":
+        answer = f"hf: {settings.llm_model} on Hugging Face Inference Providers"
+    elif backend == "openai":
+        url = safe_url(settings.llm_base_url) if settings.llm_base_url else "no LLM_BASE_URL set"
+        answer = f"openai: {settings.llm_model} at {url}"
+    else:
+        answer = "offline: answers are sentences extracted from the sources (no LLM)"
+    return [*rows, ("LLM backend", answer)]
+
+
+def environment_report(settings: Settings) -> list[Row]:
+    """(item, value) rows describing versions, device, precision, data and LLM set-up."""
+    from . import __version__
+
+    rows: list[Row] = [
+        ("Python", platform.python_version()),
+        ("rag_helpers", __version__),
+        *((name, package_version(name)) for name in REPORTED_PACKAGES),
+        device_row(settings),
+        precision_row(settings),
+        embedding_model_row(settings),
+        corpus_row(),
+        index_row(settings),
+        *llm_rows(settings),
+    ]
+    return rows
+
+
+def format_report(rows: list[Row], title: str = "Environment") -> str:
+    """Rows as a two-column text table with a title line."""
+    if not rows:
+        return f"{title}\n(nothing to report)"
+    width = max(len(name) for name, _ in rows)
+    rule = "-" * (width + 2 + max(len(value) for _, value in rows))
+    lines = [title, rule, *(f"{name.ljust(width)}  {value}" for name, value in rows), rule]
+    return "\n".join(lines)
