@@ -1,0 +1,543 @@
+"""Chroma vector store: open an index (embedded or server), ingest chunks in batches, retrieve.
+
+`ingest` is idempotent: it compares each chunk's id and metadata (which holds a content hash)
+with what the collection already stores, embeds only new or changed text, replaces a changed
+document's chunks without leaving stale ones behind, and commits batch by batch, so an
+interrupted run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import chromadb
+import numpy as np
+from chromadb.api import ClientAPI
+from chromadb.api.models.Collection import Collection
+from chromadb.api.types import Documents, EmbeddingFunction, Embeddings
+from chromadb.config import Settings as ChromaSettings
+from chromadb.errors import InvalidArgumentError, NotFoundError
+from chromadb.utils.embedding_functions import register_embedding_function
+from tqdm.auto import tqdm
+
+from .chunking import Chunk, Splitter, chunk_documents
+from .config import SAMPLE_CORPUS_DIR, Settings
+from .documents import Document, load_documents
+from .embeddings import embed, load_embedding_model
+
+DISTANCES = ("l2", "cosine", "ip")
+EMBEDDING_FUNCTION_NAME = "rag_helpers_sentence_transformers"
+
+# Chunks per embed-then-write round. Each round is one commit: small enough that an interrupted
+# run loses only a few seconds of CPU work, large enough that writing costs little per chunk.
+DEFAULT_INGEST_BATCH_SIZE = 256
+
+# Metadata keys `ingest` writes next to each document's own metadata.
+CHUNK_KEYS = ("document_id", "chunk_index", "start", "end", "content_hash")
+
+
+class ChromaConnectionError(ConnectionError):
+    """The Chroma server named in the settings could not be reached."""
+
+
+class CollectionNotFoundError(ValueError):
+    """The collection asked for does not exist yet."""
+
+
+# --- Embedding function ----------------------------------------------------------------------
+
+
+@register_embedding_function
+class SentenceTransformerFunction(EmbeddingFunction[Documents]):
+    """Chroma embedding function around our sentence-transformers model.
+
+    Collections remember its name and config (model name and precision), so a collection opened
+    later without a model (`open_collection`, or plain `chromadb` after importing this module)
+    loads the same model on first use. Chroma's default ONNX model is never downloaded.
+    """
+
+    def __init__(self, model: Any = None, model_name: str | None = None, precision: str | None = None) -> None:
+        if model is None and model_name is None:
+            raise ValueError("SentenceTransformerFunction needs a loaded model or a model_name.")
+        self._model = model
+        self.model_name = model_name or getattr(model, "rag_name", None) or _model_path_name(model)
+        self.precision = precision or getattr(model, "rag_precision", "fp32")
+
+    @property
+    def model(self) -> Any:
+        """The sentence-transformers model, loaded on first use when built from a config."""
+        if self._model is None:
+            self._model = load_embedding_model(self.model_name, precision=self.precision)
+        return self._model
+
+    def __call__(self, input: Documents) -> Embeddings:
+        return list(embed(list(input), self.model, progress=False))
+
+    @staticmethod
+    def name() -> str:
+        return EMBEDDING_FUNCTION_NAME
+
+    def get_config(self) -> dict[str, Any]:
+        return {"model_name": self.model_name, "precision": self.precision}
+
+    @staticmethod
+    def build_from_config(config: dict[str, Any]) -> SentenceTransformerFunction:
+        return SentenceTransformerFunction(model_name=config["model_name"], precision=config.get("precision"))
+
+    @staticmethod
+    def validate_config(config: dict[str, Any]) -> None:
+        if not config.get("model_name"):
+            raise ValueError(f"{EMBEDDING_FUNCTION_NAME} config needs a model_name, got {config!r}")
+
+    def default_space(self) -> str:  # type: ignore[override]
+        return "l2"
+
+    def supported_spaces(self) -> list[str]:  # type: ignore[override]
+        return list(DISTANCES)
+
+    def __repr__(self) -> str:
+        return f"SentenceTransformerFunction(model_name={self.model_name!r}, precision={self.precision!r})"
+
+
+def _model_path_name(model: Any) -> str:
+    card = getattr(model, "model_card_data", None)
+    return getattr(card, "base_model", None) or type(model).__name__
+
+
+# --- Client and collection -------------------------------------------------------------------
+
+
+def _chroma_settings() -> ChromaSettings:
+    return ChromaSettings(anonymized_telemetry=False)
+
+
+def get_client(settings: Settings | None = None) -> ClientAPI:
+    """An embedded `PersistentClient` at `settings.chroma_path`, or an `HttpClient` when `chroma_host` is set."""
+    settings = settings or Settings.load()
+    if settings.chroma_host:
+        host, port = settings.chroma_host, settings.chroma_port
+        try:
+            client = chromadb.HttpClient(host=host, port=port, settings=_chroma_settings())
+            client.heartbeat()
+        except Exception as error:
+            raise ChromaConnectionError(
+                f"Cannot reach a Chroma server at http://{host}:{port} ({error}). Start one with "
+                f"`chroma run --path chroma_db --host {host} --port {port}`, or unset CHROMA_HOST "
+                f"(or pass --db PATH) to use the embedded index at {settings.chroma_path}."
+            ) from None
+        return client
+    path = Path(settings.chroma_path).expanduser()
+    path.mkdir(parents=True, exist_ok=True)
+    return chromadb.PersistentClient(path=str(path), settings=_chroma_settings())
+
+
+def _check_distance(distance: str) -> str:
+    distance = (distance or "").lower()
+    if distance not in DISTANCES:
+        raise ValueError(f"Unknown distance {distance!r}; use one of {', '.join(DISTANCES)}.")
+    return distance
+
+
+def collection_distance(collection: Collection) -> str:
+    """The distance space the collection was created with (l2, cosine or ip)."""
+    config = collection.configuration_json or {}
+    for index in ("hnsw", "spann"):
+        space = (config.get(index) or {}).get("space")
+        if space:
+            return str(space)
+    return str((collection.metadata or {}).get("hnsw:space", "l2"))
+
+
+def _persisted_function(collection: Collection) -> dict[str, Any] | None:
+    return (collection.configuration_json or {}).get("embedding_function")
+
+
+def _check_ours(collection: Collection) -> dict[str, Any]:
+    persisted = _persisted_function(collection) or {}
+    if persisted.get("type") == "known" and persisted.get("name") == EMBEDDING_FUNCTION_NAME:
+        return persisted.get("config") or {}
+    found = persisted.get("name") or persisted.get("type") or "none"
+    raise ValueError(
+        f"Collection {collection.name!r} was not built by rag_helpers (its embedding function is {found!r}). "
+        "Pick another collection name (--collection NAME) or delete this one."
+    )
+
+
+def get_collection(client: ClientAPI, name: str, model: Any, distance: str = "l2") -> Collection:
+    """Get or create collection `name`, embedding with `model`; `distance` is l2 (default), cosine or ip.
+
+    An existing collection keeps its distance and model: asking for another raises `ValueError`.
+    """
+    distance = _check_distance(distance)
+    function = SentenceTransformerFunction(model)
+    try:
+        existing = client.get_collection(name, embedding_function=None)
+    except NotFoundError:
+        existing = None
+    except InvalidArgumentError as error:
+        raise ValueError(f"Invalid collection name {name!r}: {error}") from None
+
+    if existing is None:
+        try:
+            return client.get_or_create_collection(
+                name, configuration={"hnsw": {"space": distance}}, embedding_function=function
+            )
+        except InvalidArgumentError as error:
+            raise ValueError(f"Invalid collection name {name!r}: {error}") from None
+
+    config = _check_ours(existing)
+    built_with = config.get("model_name")
+    if built_with != function.model_name:
+        raise ValueError(
+            f"Collection {name!r} was built with the embedding model {built_with!r}, not {function.model_name!r}; "
+            "vectors from different models cannot be compared. Use another collection name or rebuild it."
+        )
+    space = collection_distance(existing)
+    if space != distance:
+        raise ValueError(
+            f"Collection {name!r} uses the {space!r} distance, not {distance!r}; the distance is fixed when a "
+            "collection is created. Use another collection name, or delete this one to rebuild it."
+        )
+    return client.get_collection(name, embedding_function=function)
+
+
+def open_collection(client: ClientAPI, name: str, model: Any = None) -> Collection:
+    """Open an existing collection; without `model`, queries use the model and precision it was built with."""
+    try:
+        existing = client.get_collection(name, embedding_function=None)
+    except (NotFoundError, InvalidArgumentError):
+        existing = None
+    if existing is None:
+        available = sorted(c.name for c in client.list_collections())
+        raise CollectionNotFoundError(
+            f"No collection named {name!r} in this index (it has: {', '.join(available) or 'none'}). "
+            "Build it first, e.g. `python -m rag_helpers ingest data/sample_corpus`, or pass --collection NAME."
+        )
+    if model is not None:
+        return get_collection(client, name, model, distance=collection_distance(existing))
+    _check_ours(existing)
+    # No embedding function given: Chroma rebuilds ours from the collection's stored config.
+    return existing
+
+
+def delete_collection(client: ClientAPI, name: str) -> bool:
+    """Delete collection `name` if it exists; returns whether it did."""
+    try:
+        client.delete_collection(name)
+    except (NotFoundError, ValueError):
+        return False
+    return True
+
+
+def max_batch_size(collection: Collection) -> int:
+    """The largest number of records this collection's client accepts in one call."""
+    return int(collection._client.get_max_batch_size())
+
+
+# --- Ingest ----------------------------------------------------------------------------------
+
+
+@dataclass
+class IngestReport:
+    """What one `ingest` call did, and where its time went."""
+
+    collection: str
+    chunks: int = 0
+    added: int = 0
+    updated: int = 0
+    skipped: int = 0
+    removed: int = 0
+    embedded: int = 0
+    batches: int = 0
+    batch_size: int = 0
+    count: int = 0
+    scan_seconds: float = 0.0
+    embed_seconds: float = 0.0
+    write_seconds: float = 0.0
+    total_seconds: float = 0.0
+
+    def summary(self) -> str:
+        """One line for people."""
+        return (
+            f"{self.collection}: {self.chunks} chunks -> {self.added} added, {self.updated} updated, "
+            f"{self.skipped} skipped, {self.removed} removed; {self.count} in the collection. "
+            f"Embedding {self.embed_seconds:.1f}s ({self.embedded} chunks), writing {self.write_seconds:.1f}s, "
+            f"total {self.total_seconds:.1f}s."
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        data = asdict(self)
+        for key in ("scan_seconds", "embed_seconds", "write_seconds", "total_seconds"):
+            data[key] = round(data[key], 4)
+        return data
+
+
+def _metadata_value(value: Any) -> str | int | float | bool | None:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, np.generic):
+        return value.item()
+    return str(value)
+
+
+def chunk_metadata(chunk: Chunk) -> dict[str, str | int | float | bool]:
+    """The metadata `ingest` stores for a chunk: its document's metadata plus `CHUNK_KEYS`."""
+    meta = {str(k): _metadata_value(v) for k, v in chunk.metadata.items()}
+    meta.update(
+        document_id=chunk.document_id,
+        chunk_index=chunk.index,
+        start=chunk.start,
+        end=chunk.end,
+        content_hash=chunk.content_hash,
+    )
+    return {k: v for k, v in meta.items() if v is not None}
+
+
+def existing_metadata(collection: Collection, page_size: int | None = None) -> dict[str, dict[str, Any]]:
+    """Every stored id with its metadata, read in pages of at most the client's max batch size."""
+    page_size = page_size or max_batch_size(collection)
+    stored: dict[str, dict[str, Any]] = {}
+    offset = 0
+    while True:
+        page = collection.get(include=["metadatas"], limit=page_size, offset=offset)
+        ids = page["ids"]
+        for chunk_id, meta in zip(ids, page["metadatas"] or [None] * len(ids)):
+            stored[chunk_id] = dict(meta or {})
+        if len(ids) < page_size:
+            return stored
+        offset += len(ids)
+
+
+def _batches(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
+    for first in range(0, len(items), size):
+        yield items[first : first + size]
+
+
+def _check_model(collection: Collection, model: Any) -> None:
+    config = ((_persisted_function(collection) or {}).get("config")) or {}
+    built_with, given = config.get("model_name"), getattr(model, "rag_name", None)
+    if built_with and given and built_with != given:
+        raise ValueError(
+            f"Collection {collection.name!r} holds vectors from {built_with!r} but the model given is {given!r}. "
+            "Load the same model, or ingest into another collection."
+        )
+
+
+def ingest(
+    collection: Collection,
+    chunks: Iterable[Chunk],
+    model: Any,
+    batch_size: int | None = None,
+    progress: bool = True,
+    prune: bool = False,
+    documents: Iterable[str | Document] | None = None,
+) -> IngestReport:
+    """Embed and upsert chunks in batches, skipping what is already stored unchanged.
+
+    A document's chunks are replaced as a whole: ids it no longer produces are deleted.
+    `documents` names the documents of the corpus (default: those of `chunks`); one listed with
+    no chunks has its old chunks removed. `prune=True` also removes chunks of every document not
+    in the corpus. Each batch is committed on its own, so a failed run keeps its finished batches
+    and the next run embeds only what is still missing.
+    """
+    started = time.perf_counter()
+    chunks = list(chunks)
+    _check_model(collection, model)
+    limit = max_batch_size(collection)
+    if batch_size is not None and batch_size <= 0:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    size = min(batch_size or DEFAULT_INGEST_BATCH_SIZE, limit)
+    report = IngestReport(collection=collection.name, chunks=len(chunks), batch_size=size)
+
+    ids = [c.id for c in chunks]
+    if len(set(ids)) != len(ids):
+        seen: set[str] = set()
+        duplicates = sorted({i for i in ids if i in seen or seen.add(i)})  # type: ignore[func-returns-value]
+        raise ValueError(
+            f"Duplicate chunk ids {duplicates[:3]}: two documents share an id or were chunked twice. "
+            "Chunk each document once, with unique document ids."
+        )
+
+    # Compare with what is stored: new text is embedded, changed metadata alone is only rewritten.
+    stored = existing_metadata(collection, page_size=limit)
+    to_embed: list[tuple[Chunk, dict[str, Any]]] = []
+    to_relabel: list[tuple[str, dict[str, Any]]] = []
+    for chunk in chunks:
+        meta = chunk_metadata(chunk)
+        old = stored.get(chunk.id)
+        if old is None:
+            to_embed.append((chunk, meta))
+            continue
+        if old == meta:
+            report.skipped += 1
+            continue
+        # Upsert merges metadata, so keys the chunk no longer has are cleared explicitly.
+        cleared = {**meta, **{k: None for k in old if k not in meta}}
+        if old.get("content_hash") == meta["content_hash"]:
+            to_relabel.append((chunk.id, cleared))
+        else:
+            to_embed.append((chunk, cleared))
+    report.scan_seconds = time.perf_counter() - started
+
+    corpus = {c.document_id for c in chunks}
+    corpus.update(d.id if isinstance(d, Document) else str(d) for d in documents or ())
+    new_ids = set(ids)
+    stale = [
+        chunk_id
+        for chunk_id, meta in stored.items()
+        if chunk_id not in new_ids and (prune or meta.get("document_id") in corpus)
+    ]
+
+    tick = time.perf_counter()
+    for batch in _batches(stale, limit):
+        collection.delete(ids=list(batch))
+        report.removed += len(batch)
+    for batch in _batches(to_relabel, size):
+        collection.update(ids=[i for i, _ in batch], metadatas=[m for _, m in batch])
+        report.updated += len(batch)
+    report.write_seconds += time.perf_counter() - tick
+
+    with tqdm(total=len(to_embed), desc="Ingesting", unit="chunk", disable=not progress or not to_embed) as bar:
+        for batch in _batches(to_embed, size):
+            texts = [c.text for c, _ in batch]
+            tick = time.perf_counter()
+            vectors = embed(texts, model, progress=False)
+            report.embed_seconds += time.perf_counter() - tick
+            tick = time.perf_counter()
+            collection.upsert(
+                ids=[c.id for c, _ in batch],
+                embeddings=vectors,
+                documents=texts,
+                metadatas=[m for _, m in batch],
+            )
+            report.write_seconds += time.perf_counter() - tick
+            report.batches += 1
+            report.embedded += len(batch)
+            for chunk, _ in batch:
+                if chunk.id in stored:
+                    report.updated += 1
+                else:
+                    report.added += 1
+            bar.update(len(batch))
+
+    report.count = collection.count()
+    report.total_seconds = time.perf_counter() - started
+    return report
+
+
+def ensure_index(
+    settings: Settings | None = None,
+    corpus_dir: str | Path = SAMPLE_CORPUS_DIR,
+    model: Any = None,
+    splitter: Splitter | Callable[[str], list[tuple[int, int]]] | None = None,
+    progress: bool = True,
+) -> tuple[Collection, Any]:
+    """Build or refresh the index of `corpus_dir` in the configured collection; cheap when nothing changed.
+
+    Returns `(collection, model)`. The collection then holds exactly the folder's current chunks
+    (ingest with `prune=True`).
+    """
+    settings = settings or Settings.load()
+    if model is None:
+        model = load_embedding_model(settings.embedding_model, device=settings.device, precision=settings.precision)
+    collection = get_collection(get_client(settings), settings.collection, model)
+    docs = load_documents(corpus_dir, progress=None if progress else False)
+    chunks = chunk_documents(docs, splitter)
+    ingest(collection, chunks, model, progress=progress, prune=True, documents=docs)
+    return collection, model
+
+
+# --- Retrieve --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RetrievedChunk:
+    """One search hit: the chunk, how far it is from the query, and what `ingest` stored with it."""
+
+    id: str
+    text: str
+    distance: float | None
+    score: float
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def document_id(self) -> str:
+        """The id of the document the chunk came from."""
+        return str(self.metadata.get("document_id", ""))
+
+    @property
+    def start(self) -> int:
+        """Start offset of the chunk in its document."""
+        return int(self.metadata.get("start", 0))
+
+    @property
+    def end(self) -> int:
+        """End offset (exclusive) of the chunk in its document."""
+        return int(self.metadata.get("end", 0))
+
+
+def similarity_from_distance(distance: float, space: str = "l2") -> float:
+    """Cosine similarity of unit vectors from a Chroma distance (l2 is squared: d = 2 - 2 cos)."""
+    if space == "l2":
+        return 1.0 - distance / 2.0
+    return 1.0 - distance  # cosine: 1 - cos; ip: 1 - dot, equal to cos for unit vectors
+
+
+def retrieve(
+    collection: Collection, query: str, k: int = 5, where: Mapping[str, Any] | None = None
+) -> list[RetrievedChunk]:
+    """The `k` chunks closest to `query`, best first (fewer when the collection holds fewer)."""
+    if not isinstance(query, str):
+        raise TypeError(f"query must be a string, got {type(query).__name__}")
+    if not query.strip():
+        raise ValueError("The query is empty; ask a question, e.g. retrieve(collection, 'What is the travel policy?').")
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"k must be a positive whole number, got {k!r}")
+    result = collection.query(
+        query_texts=[query],
+        n_results=k,
+        where=dict(where) if where else None,
+        include=["documents", "metadatas", "distances"],
+    )
+    space = collection_distance(collection)
+    ids = result["ids"][0]
+    texts = (result.get("documents") or [[None] * len(ids)])[0]
+    metas = (result.get("metadatas") or [[None] * len(ids)])[0]
+    distances = (result.get("distances") or [[None] * len(ids)])[0]
+    hits = []
+    for chunk_id, text, meta, distance in zip(ids, texts, metas, distances):
+        d = None if distance is None else float(distance)
+        hits.append(
+            RetrievedChunk(
+                id=chunk_id,
+                text=text or "",
+                distance=d,
+                score=similarity_from_distance(d, space) if d is not None else 0.0,
+                metadata=dict(meta or {}),
+            )
+        )
+    return hits
+
+
+@dataclass(frozen=True)
+class DenseRetriever:
+    """A retriever over a collection: `retriever(query, k)` -> `retrieve(collection, query, k, where)`."""
+
+    collection: Collection
+    where: Mapping[str, Any] | None = None
+
+    def __call__(self, query: str, k: int = 5) -> list[RetrievedChunk]:
+        return retrieve(self.collection, query, k, self.where)
+
+    def __repr__(self) -> str:
+        return f"DenseRetriever(collection={self.collection.name!r}, where={self.where!r})"
+
+
+def dense_retriever(collection: Collection, where: Mapping[str, Any] | None = None) -> DenseRetriever:
+    """A retriever (`query, k -> list[RetrievedChunk]`) backed by `retrieve`."""
+    return DenseRetriever(collection, where)

@@ -1,0 +1,515 @@
+"""Tests for rag_helpers.store: real Chroma (embedded and a `chroma run` server), the real model."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rag_helpers import store
+from rag_helpers.chunking import CharacterSplitter, chunk_documents
+from rag_helpers.config import Settings
+from rag_helpers.documents import Document, load_documents
+from rag_helpers.embeddings import embed
+
+SPLITTER = CharacterSplitter(chunk_size=120, chunk_overlap=10)
+
+TOPICS = {
+    "travel.txt": "Travel policy. Economy class for flights under six hours. Hotels are booked through the portal. "
+    "Meals abroad are reimbursed up to fifty euros a day with receipts. Taxis need a receipt too. "
+    "Mileage for private cars is paid at thirty cents a kilometre.",
+    "security.txt": "Security handbook. Passwords have at least fourteen characters. Laptops lock after five "
+    "minutes. Report phishing to the security desk. Badges are never lent to visitors.",
+    "kitchen.md": "Kitchen rules. Label your food with your name. The fridge is cleaned every Friday afternoon. "
+    "Coffee beans are restocked on Mondays.",
+}
+
+
+def make_docs(texts: dict[str, str], category: str = "root") -> list[Document]:
+    return [
+        Document(
+            id=name,
+            text=text,
+            source=name,
+            metadata={"category": category, "file_name": name, "extension": name.rsplit(".", 1)[-1],
+                      "encoding": "utf-8", "size_bytes": len(text.encode())},
+        )
+        for name, text in texts.items()
+    ]
+
+
+def make_chunks(texts: dict[str, str] = TOPICS):
+    return chunk_documents(make_docs(texts), SPLITTER)
+
+
+@pytest.fixture
+def client(clean_settings):
+    return store.get_client(clean_settings)
+
+
+@pytest.fixture
+def collection(client, model):
+    return store.get_collection(client, "test_collection", model)
+
+
+def snapshot(collection):
+    """Everything a collection stores, keyed by id, for before/after comparisons."""
+    got = collection.get(include=["embeddings", "documents", "metadatas"])
+    return {
+        i: (doc, meta, np.asarray(vec).tolist())
+        for i, doc, meta, vec in zip(got["ids"], got["documents"], got["metadatas"], got["embeddings"])
+    }
+
+
+def ids_of(collection, document_id=None):
+    where = {"document_id": document_id} if document_id else None
+    return sorted(collection.get(where=where)["ids"])
+
+
+# --- client and collection -------------------------------------------------------------------
+
+
+def test_embedded_client_creates_folder_and_turns_telemetry_off(clean_settings):
+    client = store.get_client(clean_settings)
+    assert clean_settings.chroma_path.is_dir()
+    assert client.get_settings().anonymized_telemetry is False
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_unreachable_server_says_where_and_how_to_start_one():
+    port = free_port()
+    settings = Settings.from_mapping({"CHROMA_HOST": "127.0.0.1", "CHROMA_PORT": str(port)})
+    with pytest.raises(store.ChromaConnectionError) as info:
+        store.get_client(settings)
+    message = str(info.value)
+    assert f"127.0.0.1:{port}" in message
+    assert "chroma run" in message
+    assert isinstance(info.value, ConnectionError)
+
+
+def test_collection_uses_our_embedding_function_and_l2_by_default(collection, model):
+    config = collection.configuration_json
+    assert store.collection_distance(collection) == "l2"
+    assert config["embedding_function"]["name"] == store.EMBEDDING_FUNCTION_NAME
+    assert config["embedding_function"]["config"]["model_name"] == model.rag_name
+    # query_texts goes through our function: same vector as embedding the text ourselves.
+    vector = collection._embed(["hello there"], is_query=True)[0]
+    np.testing.assert_allclose(vector, embed(["hello there"], model, progress=False)[0], atol=1e-6)
+
+
+def test_cosine_collection_and_distance_mismatch(client, model):
+    cosine = store.get_collection(client, "cosine_collection", model, distance="cosine")
+    assert store.collection_distance(cosine) == "cosine"
+    with pytest.raises(ValueError, match="uses the 'cosine' distance"):
+        store.get_collection(client, "cosine_collection", model)  # l2 asked for
+    with pytest.raises(ValueError, match="Unknown distance"):
+        store.get_collection(client, "other_collection", model, distance="manhattan")
+
+
+def test_collection_built_with_another_model_is_refused(client, model):
+    client.create_collection(
+        "other_model", embedding_function=store.SentenceTransformerFunction(model_name="someone/other-model")
+    )
+    with pytest.raises(ValueError, match="someone/other-model"):
+        store.get_collection(client, "other_model", model)
+
+
+def test_foreign_collection_is_refused(client, model):
+    client.create_collection("foreign", embedding_function=None)
+    with pytest.raises(ValueError, match="not built by rag_helpers"):
+        store.get_collection(client, "foreign", model)
+    with pytest.raises(ValueError, match="not built by rag_helpers"):
+        store.open_collection(client, "foreign")
+
+
+def test_bad_collection_name_is_a_value_error(client, model):
+    with pytest.raises(ValueError, match="Invalid collection name"):
+        store.get_collection(client, "x", model)
+
+
+def test_open_collection_rebuilds_the_model_from_the_stored_config(collection, client, model):
+    store.ingest(collection, make_chunks(), model, progress=False)
+    reopened = store.open_collection(client, "test_collection")
+    hits = store.retrieve(reopened, "How long must passwords be?", k=1)
+    assert hits[0].document_id == "security.txt"
+    with pytest.raises(store.CollectionNotFoundError, match="test_collection"):
+        store.open_collection(client, "missing_collection")
+
+
+# --- ingest ----------------------------------------------------------------------------------
+
+
+def test_ingest_stores_text_metadata_and_vectors(collection, model):
+    chunks = make_chunks()
+    report = store.ingest(collection, chunks, model, progress=False)
+    assert (report.added, report.updated, report.skipped, report.removed) == (len(chunks), 0, 0, 0)
+    assert report.embedded == report.count == collection.count() == len(chunks)
+
+    got = collection.get(ids=[c.id for c in chunks], include=["documents", "metadatas", "embeddings"])
+    by_id = {i: (d, m, e) for i, d, m, e in zip(got["ids"], got["documents"], got["metadatas"], got["embeddings"])}
+    vectors = embed([c.text for c in chunks], model, progress=False)
+    for chunk, vector in zip(chunks, vectors):
+        text, meta, stored_vector = by_id[chunk.id]
+        assert text == chunk.text
+        assert meta == store.chunk_metadata(chunk)
+        assert meta["document_id"] == chunk.document_id and meta["chunk_index"] == chunk.index
+        assert (meta["start"], meta["end"]) == (chunk.start, chunk.end)
+        assert meta["content_hash"] == chunk.content_hash
+        assert {"category", "file_name", "extension", "encoding", "size_bytes"} <= meta.keys()
+        np.testing.assert_allclose(stored_vector, vector, atol=1e-6)
+
+
+def test_metadata_values_are_chroma_types_and_never_none():
+    chunk = make_chunks()[0]
+    chunk = dataclasses.replace(chunk, metadata={**chunk.metadata, "path": Path("a/b"), "missing": None,
+                                                 "score": np.float32(0.5)})
+    meta = store.chunk_metadata(chunk)
+    assert meta["path"] == "a/b" and "missing" not in meta and isinstance(meta["score"], float)
+    assert all(isinstance(v, (str, int, float, bool)) for v in meta.values())
+
+
+def test_reingest_of_an_unchanged_corpus_embeds_nothing_and_changes_nothing(collection, model, monkeypatch):
+    chunks = make_chunks()
+    store.ingest(collection, chunks, model, progress=False)
+    before = snapshot(collection)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("re-ingest embedded an unchanged chunk")
+
+    monkeypatch.setattr(store, "embed", refuse)
+    report = store.ingest(collection, chunks, model, progress=False, prune=True)
+    assert (report.added, report.updated, report.removed, report.embedded) == (0, 0, 0, 0)
+    assert report.skipped == len(chunks) == collection.count()
+    assert snapshot(collection) == before
+
+
+def test_a_shorter_document_leaves_no_stale_chunks(collection, model):
+    store.ingest(collection, make_chunks(), model, progress=False)
+    old_travel = ids_of(collection, "travel.txt")
+    assert len(old_travel) >= 3
+    shorter = {**TOPICS, "travel.txt": "Travel policy. Book economy class."}
+    report = store.ingest(collection, make_chunks(shorter), model, progress=False)
+    assert ids_of(collection, "travel.txt") == ["travel.txt_0"]
+    assert report.removed == len(old_travel) - 1
+    assert report.updated == 1 and report.embedded == 1 and report.added == 0
+    assert collection.get(ids=["travel.txt_0"])["documents"] == ["Travel policy. Book economy class."]
+    # The other documents were untouched.
+    assert report.skipped == len(make_chunks()) - len(old_travel)
+
+
+def test_a_changed_chunk_is_re_embedded(collection, model):
+    store.ingest(collection, make_chunks(), model, progress=False)
+    changed = {**TOPICS, "kitchen.md": TOPICS["kitchen.md"].replace("Friday", "Thursday")}
+    report = store.ingest(collection, make_chunks(changed), model, progress=False)
+    assert report.updated >= 1 and report.embedded == report.updated and report.added == 0
+    hits = store.retrieve(collection, "Which day is the fridge cleaned?", k=1)
+    assert "Thursday" in hits[0].text
+
+
+def test_metadata_only_change_rewrites_metadata_without_embedding(collection, model, monkeypatch):
+    chunks = make_chunks()
+    store.ingest(collection, chunks, model, progress=False)
+    relabelled = [
+        dataclasses.replace(c, metadata={k: v for k, v in c.metadata.items() if k != "encoding"} | {"team": "ops"})
+        for c in chunks
+    ]
+    monkeypatch.setattr(store, "embed", lambda *a, **k: pytest.fail("metadata-only change was re-embedded"))
+    report = store.ingest(collection, relabelled, model, progress=False)
+    assert report.updated == len(chunks) and report.embedded == 0
+    meta = collection.get(ids=[chunks[0].id])["metadatas"][0]
+    assert meta["team"] == "ops" and "encoding" not in meta
+    assert meta == store.chunk_metadata(relabelled[0])
+
+
+def test_deleted_documents_stay_unless_pruned(collection, model):
+    store.ingest(collection, make_chunks(), model, progress=False)
+    remaining = {k: v for k, v in TOPICS.items() if k != "security.txt"}
+    report = store.ingest(collection, make_chunks(remaining), model, progress=False)
+    assert report.removed == 0 and ids_of(collection, "security.txt")
+
+    report = store.ingest(collection, make_chunks(remaining), model, progress=False, prune=True)
+    assert report.removed > 0 and ids_of(collection, "security.txt") == []
+    assert {m["document_id"] for m in collection.get()["metadatas"]} == set(remaining)
+
+
+def test_documents_scope_removes_a_document_that_has_no_chunks_left(collection, model):
+    store.ingest(collection, make_chunks(), model, progress=False)
+    others = {k: v for k, v in TOPICS.items() if k != "kitchen.md"}
+    store.ingest(collection, make_chunks(others), model, progress=False, documents=["kitchen.md", *others])
+    assert ids_of(collection, "kitchen.md") == []
+    assert ids_of(collection, "travel.txt")
+
+
+def test_interrupted_ingest_keeps_finished_batches_and_resumes(collection, model, monkeypatch):
+    chunks = make_chunks()
+    assert len(chunks) > 6
+    real_upsert = collection.upsert
+    calls = []
+
+    def failing_upsert(**kwargs):
+        calls.append(len(kwargs["ids"]))
+        if len(calls) == 2:
+            raise RuntimeError("disk full (simulated)")
+        return real_upsert(**kwargs)
+
+    monkeypatch.setattr(collection, "upsert", failing_upsert)
+    with pytest.raises(RuntimeError, match="simulated"):
+        store.ingest(collection, chunks, model, batch_size=3, progress=False)
+    assert collection.count() == 3  # the first batch was committed
+    monkeypatch.setattr(collection, "upsert", real_upsert)
+
+    report = store.ingest(collection, chunks, model, batch_size=3, progress=False)
+    assert report.skipped == 3 and report.added == len(chunks) - 3 and report.embedded == len(chunks) - 3
+    assert sorted(ids_of(collection)) == sorted(c.id for c in chunks)
+
+
+def test_batches_never_exceed_the_clients_max_batch_size(collection, model, monkeypatch):
+    chunks = make_chunks()
+    limit = 4
+    monkeypatch.setattr(collection._client, "get_max_batch_size", lambda: limit)
+    sizes = {"upsert": [], "delete": [], "get": []}
+    for name in sizes:
+        real = getattr(collection, name)
+
+        def spy(*args, _real=real, _name=name, **kwargs):
+            if _name == "get":
+                sizes["get"].append(kwargs.get("limit"))
+            else:
+                sizes[_name].append(len(kwargs["ids"]))
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(collection, name, spy)
+
+    report = store.ingest(collection, chunks, model, batch_size=1000, progress=False)
+    assert report.batch_size == limit
+    assert sum(sizes["upsert"]) == len(chunks) and max(sizes["upsert"]) == limit
+    assert report.batches == -(-len(chunks) // limit)
+    # Reading what is stored pages by the same limit and still sees everything.
+    assert len(store.existing_metadata(collection)) == len(chunks)
+    assert set(sizes["get"]) == {limit}
+
+    report = store.ingest(collection, [], model, prune=True, progress=False)
+    assert report.removed == len(chunks) and max(sizes["delete"]) <= limit and collection.count() == 0
+
+
+def test_bad_input_is_refused(collection, model):
+    chunk = make_chunks()[0]
+    with pytest.raises(ValueError, match="Duplicate chunk ids"):
+        store.ingest(collection, [chunk, chunk], model, progress=False)
+    with pytest.raises(ValueError, match="batch_size"):
+        store.ingest(collection, [chunk], model, batch_size=0, progress=False)
+
+
+def test_report_summary_and_dict(collection, model):
+    report = store.ingest(collection, make_chunks(), model, progress=False)
+    line = report.summary()
+    assert "\n" not in line and f"{report.added} added" in line and "test_collection" in line
+    data = report.to_dict()
+    assert data["added"] == report.added and data["collection"] == "test_collection"
+    assert report.total_seconds >= report.embed_seconds + report.write_seconds
+
+
+# --- retrieve --------------------------------------------------------------------------------
+
+
+def test_retrieve_orders_best_first_and_fills_every_field(collection, model):
+    chunks = make_chunks()
+    store.ingest(collection, chunks, model, progress=False)
+    target = chunks[1]
+    hits = store.retrieve(collection, target.text, k=4)
+    assert len(hits) == 4
+    assert hits[0].id == target.id and hits[0].distance == pytest.approx(0.0, abs=1e-4)
+    assert hits[0].score == pytest.approx(1.0, abs=1e-4)
+    distances = [h.distance for h in hits]
+    assert distances == sorted(distances)
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    first = hits[0]
+    assert first.text == target.text and first.document_id == target.document_id
+    assert (first.start, first.end) == (target.start, target.end)
+    # l2 on unit vectors: score is the cosine similarity.
+    query = embed([target.text], model, progress=False)[0]
+    for hit in hits:
+        vector = embed([hit.text], model, progress=False)[0]
+        assert hit.score == pytest.approx(float(query @ vector), abs=1e-3)
+
+
+def test_retrieve_scores_in_a_cosine_collection(client, model):
+    cosine = store.get_collection(client, "cosine_scores", model, distance="cosine")
+    store.ingest(cosine, make_chunks(), model, progress=False)
+    query = "What does a taxi need?"
+    q = embed([query], model, progress=False)[0]
+    for hit in store.retrieve(cosine, query, k=3):
+        assert hit.score == pytest.approx(float(q @ embed([hit.text], model, progress=False)[0]), abs=1e-3)
+        assert hit.distance == pytest.approx(1 - hit.score, abs=1e-6)
+
+
+def test_retrieve_k_bounds_filters_and_empty_queries(collection, model):
+    chunks = make_chunks()
+    assert store.retrieve(collection, "anything", k=3) == []  # empty collection
+    store.ingest(collection, chunks, model, progress=False)
+    assert len(store.retrieve(collection, "travel", k=len(chunks) + 50)) == len(chunks)
+    assert len(store.retrieve(collection, "travel", k=1)) == 1
+    only = store.retrieve(collection, "passwords", k=50, where={"document_id": "kitchen.md"})
+    assert only and {h.document_id for h in only} == {"kitchen.md"}
+    for bad_k in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="k must be"):
+            store.retrieve(collection, "travel", k=bad_k)
+    for empty in ("", "   \n"):
+        with pytest.raises(ValueError, match="query is empty"):
+            store.retrieve(collection, empty)
+    with pytest.raises(TypeError):
+        store.retrieve(collection, ["a list"])
+
+
+def test_dense_retriever_is_retrieve(collection, model):
+    store.ingest(collection, make_chunks(), model, progress=False)
+    retriever = store.dense_retriever(collection)
+    assert retriever("Where are hotels booked?", 3) == store.retrieve(collection, "Where are hotels booked?", 3)
+    kitchen = store.dense_retriever(collection, where={"document_id": "kitchen.md"})
+    assert {h.document_id for h in kitchen("coffee", 10)} == {"kitchen.md"}
+    assert "test_collection" in repr(kitchen)
+
+
+def test_similarity_from_distance():
+    assert store.similarity_from_distance(0.0, "l2") == 1.0
+    assert store.similarity_from_distance(2.0, "l2") == 0.0
+    assert store.similarity_from_distance(0.25, "cosine") == 0.75
+
+
+# --- ensure_index ----------------------------------------------------------------------------
+
+
+def write_corpus(folder: Path, texts: dict[str, str]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in texts.items():
+        (folder / name).write_text(text, encoding="utf-8")
+    return folder
+
+
+def test_ensure_index_builds_once_and_follows_the_folder(tmp_path, clean_settings, model, monkeypatch):
+    corpus = write_corpus(tmp_path / "corpus", TOPICS)
+    collection, returned_model = store.ensure_index(clean_settings, corpus, model=model, splitter=SPLITTER,
+                                                    progress=False)
+    assert returned_model is model
+    expected = chunk_documents(load_documents(corpus), SPLITTER)
+    assert sorted(ids_of(collection)) == sorted(c.id for c in expected)
+
+    (corpus / "kitchen.md").unlink()
+    collection, _ = store.ensure_index(clean_settings, corpus, model=model, splitter=SPLITTER, progress=False)
+    assert ids_of(collection, "kitchen.md") == []
+
+    monkeypatch.setattr(store, "embed", lambda *a, **k: pytest.fail("unchanged folder was re-embedded"))
+    before = snapshot(collection)
+    collection, _ = store.ensure_index(clean_settings, corpus, model=model, splitter=SPLITTER, progress=False)
+    assert snapshot(collection) == before
+
+
+# --- server mode -----------------------------------------------------------------------------
+
+
+def chroma_executable() -> str:
+    local = Path(sys.executable).with_name("chroma")
+    found = str(local) if local.exists() else shutil.which("chroma")
+    if not found:
+        pytest.fail("The `chroma` command (shipped with the chromadb package) is not installed.")
+    return found
+
+
+class ChromaServer:
+    """A real `chroma run` server on a free loopback port; always stopped by `stop()`."""
+
+    def __init__(self, path: Path, log: Path) -> None:
+        self.path, self.log_path = path, log
+        self.port = free_port()
+        self.process: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 60.0) -> ChromaServer:
+        self.log = open(self.log_path, "ab")
+        env = {**os.environ, "ANONYMIZED_TELEMETRY": "False", "NO_COLOR": "1"}
+        self.process = subprocess.Popen(
+            [chroma_executable(), "run", "--path", str(self.path), "--host", "127.0.0.1", "--port", str(self.port)],
+            stdout=self.log, stderr=subprocess.STDOUT, env=env,
+        )
+        deadline = time.monotonic() + timeout
+        url = f"http://127.0.0.1:{self.port}/api/v2/heartbeat"
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                self.stop()
+                pytest.fail(f"chroma run exited early:\n{self.log_path.read_text(errors='replace')[-2000:]}")
+            try:
+                with urllib.request.urlopen(url, timeout=1) as response:
+                    if response.status == 200:
+                        return self
+            except OSError:
+                time.sleep(0.2)
+        self.stop()
+        pytest.fail(f"chroma run did not answer on port {self.port} within {timeout:.0f}s")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=15)
+        self.process = None
+        if getattr(self, "log", None):
+            self.log.close()
+
+    def settings(self, collection: str = "server_collection") -> Settings:
+        return Settings.from_mapping(
+            {"CHROMA_HOST": "127.0.0.1", "CHROMA_PORT": str(self.port), "CHROMA_COLLECTION": collection}
+        )
+
+
+@pytest.fixture
+def chroma_server(tmp_path):
+    server = ChromaServer(tmp_path / "server_db", tmp_path / "server.log")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_server_mode_ingest_query_and_restart(chroma_server, model):
+    settings = chroma_server.settings()
+    client = store.get_client(settings)
+    assert type(client).__name__ != "PersistentClient" and client.heartbeat() > 0
+    collection = store.get_collection(client, settings.collection, model)
+    chunks = make_chunks()
+    report = store.ingest(collection, chunks, model, progress=False)
+    assert report.added == len(chunks) == collection.count()
+    hits = store.retrieve(collection, "How long must passwords be?", k=3)
+    assert hits[0].document_id == "security.txt"
+    assert hits[0].metadata == store.chunk_metadata(next(c for c in chunks if c.id == hits[0].id))
+    before = snapshot(collection)
+
+    # Restart the server on the same folder (and a new port): nothing ingested is lost.
+    chroma_server.stop()
+    with pytest.raises(store.ChromaConnectionError):
+        store.get_client(settings)
+    chroma_server.port = free_port()
+    chroma_server.start()
+    settings = chroma_server.settings()
+    reopened = store.open_collection(store.get_client(settings), settings.collection)
+    assert snapshot(reopened) == before
+    assert [h.id for h in store.retrieve(reopened, "How long must passwords be?", k=3)] == [h.id for h in hits]
+    again = store.ingest(store.get_collection(store.get_client(settings), settings.collection, model), chunks, model,
+                         progress=False)
+    assert again.skipped == len(chunks) and again.embedded == 0
