@@ -48,8 +48,158 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m rag_helpers", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     # Each stage registers its sub-command here with an `_add_<name>(commands)` function.
+    _add_ingest(commands)
+    _add_query(commands)
+    _add_bench(commands)
     _ = commands
     return parser
+
+
+def _add_ingest(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "ingest",
+        help="chunk, embed and store a folder of documents (idempotent: re-runs embed only what changed)",
+        description="Load every .txt/.md file under DIR, split it into chunks, embed them and upsert them "
+        "into the collection in batches. Unchanged chunks are skipped; a changed document's chunks are "
+        "replaced; --prune also removes documents that are no longer in DIR.",
+    )
+    parser.add_argument("directory", type=Path, metavar="DIR", help="folder of documents to ingest")
+    add_connection_args(parser)
+    parser.add_argument("--chunk-size", type=int, default=1000, metavar="N", help="characters per chunk (default 1000)")
+    parser.add_argument(
+        "--chunk-overlap", type=int, default=20, metavar="N", help="characters shared by neighbours (default 20)"
+    )
+    parser.add_argument(
+        "--precision", choices=("auto", "fp32", "bf16", "fp16"), help="embedding precision (default: settings, auto)"
+    )
+    parser.add_argument("--distance", choices=("l2", "cosine", "ip"), default="l2",
+                        help="distance of a new collection (default l2, as in the original tutorial)")
+    parser.add_argument("--batch-size", type=int, metavar="N", help="chunks per embed-and-write batch (default 256)")
+    parser.add_argument("--prune", action="store_true", help="remove chunks of documents no longer in DIR")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.set_defaults(handler=_cmd_ingest)
+
+
+def _index_location(settings: Settings) -> str:
+    if settings.chroma_host:
+        return f"http://{settings.chroma_host}:{settings.chroma_port}"
+    return str(settings.chroma_path)
+
+
+def _cmd_ingest(args: argparse.Namespace) -> int:
+    import json
+
+    from .chunking import CharacterSplitter, chunk_documents
+    from .documents import load_documents
+    from .embeddings import describe_model, load_embedding_model
+    from .store import get_client, get_collection, ingest
+
+    settings = settings_from_args(args)
+    splitter = CharacterSplitter(args.chunk_size, args.chunk_overlap)
+    documents = load_documents(args.directory, progress=None if not args.quiet else False)
+    chunks = chunk_documents(documents, splitter)
+    model = load_embedding_model(settings.embedding_model, device=settings.device, precision=settings.precision)
+    collection = get_collection(get_client(settings), settings.collection, model, distance=args.distance)
+    report = ingest(
+        collection, chunks, model, batch_size=args.batch_size, progress=not args.quiet,
+        prune=args.prune, documents=documents,
+    )
+    if args.json:
+        data = {
+            **report.to_dict(),
+            "documents": len(documents),
+            "index": _index_location(settings),
+            "model": describe_model(model),
+            "chunk_size": args.chunk_size,
+            "chunk_overlap": args.chunk_overlap,
+        }
+        print(json.dumps(data, indent=2, ensure_ascii=False))
+    else:
+        print(f"{len(documents)} documents from {args.directory} into {_index_location(settings)}, "
+              f"collection {report.summary()}")
+    return 0
+
+
+def _add_query(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "query",
+        help="show the chunks closest to a question",
+        description="Embed the question with the model the collection was built with and print the k "
+        "closest chunks, best first, as `Rank i: <chunk id>, distance: <d>`.",
+    )
+    parser.add_argument("question", metavar="QUESTION", help="the question to search for")
+    add_connection_args(parser)
+    parser.add_argument("-k", "--k", type=int, default=5, help="how many chunks to return (default 5)")
+    parser.add_argument(
+        "--precision", choices=("auto", "fp32", "bf16", "fp16"),
+        help="embed the question at this precision (default: the precision the index was built with)",
+    )
+    parser.add_argument("--json", action="store_true", help='print [{"id", "distance", "document", "text"}, ...]')
+    parser.set_defaults(handler=_cmd_query)
+
+
+def _cmd_query(args: argparse.Namespace) -> int:
+    import json
+
+    from .store import get_client, open_collection, retrieve
+
+    settings = settings_from_args(args)
+    model = None
+    if args.precision:
+        from .embeddings import load_embedding_model
+
+        model = load_embedding_model(settings.embedding_model, device=settings.device, precision=args.precision)
+    collection = open_collection(get_client(settings), settings.collection, model=model)
+    hits = retrieve(collection, args.question, k=args.k)
+    if args.json:
+        rows = [{"id": h.id, "distance": h.distance, "document": h.document_id, "text": h.text} for h in hits]
+        print(json.dumps(rows, indent=2, ensure_ascii=False))
+    else:
+        for rank, hit in enumerate(hits, start=1):
+            print(f"Rank {rank}: {hit.id}, distance: {hit.distance:.4f}")
+    return 0
+
+
+def _add_bench(commands: argparse._SubParsersAction) -> None:
+    from .config import SAMPLE_CORPUS_DIR
+
+    parser = commands.add_parser(
+        "bench",
+        help="time the original one-by-one ingestion against batched ingest (temporary collections)",
+        description="Embed and store DIR twice in one process: the original tutorial's way (one encode and "
+        "one upsert per chunk) and with `ingest`; then re-run `ingest` on the unchanged corpus and time 50 "
+        "queries. Uses a temporary index unless --db or a server (--host / CHROMA_HOST) is given; even then "
+        "it writes only to two temporary collections and deletes them.",
+    )
+    parser.add_argument("directory", type=Path, nargs="?", default=SAMPLE_CORPUS_DIR, metavar="DIR",
+                        help="folder of documents (default: data/sample_corpus)")
+    add_connection_args(parser)
+    parser.add_argument(
+        "--precision", choices=("auto", "fp32", "bf16", "fp16"),
+        help="precision of our pipeline (default: settings, auto); the original always runs fp32",
+    )
+    parser.add_argument("--queries", type=int, default=50, metavar="N", help="queries timed for latency (default 50)")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.set_defaults(handler=_cmd_bench)
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    import json
+
+    from .benchmark import format_benchmark, run_ingest_benchmark
+    from .store import get_client
+
+    if args.queries < 1:
+        raise ValueError(f"--queries must be at least 1, got {args.queries}")
+    settings = settings_from_args(args)
+    # Only an index named explicitly (--db, or a server) is used; otherwise a throw-away folder.
+    client = get_client(settings) if (settings.chroma_host or args.db is not None) else None
+    result = run_ingest_benchmark(args.directory, settings, client=client, queries=args.queries,
+                                  progress=not args.quiet)
+    print(json.dumps(result, indent=2) if args.json else format_benchmark(result))
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
