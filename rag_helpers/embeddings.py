@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import importlib.util
 import platform
 from collections.abc import Sequence
@@ -181,3 +182,102 @@ def embed(
 def embed_one(text: str, model: Any) -> np.ndarray:
     """Encode a single text (the original tutorial's one-at-a-time style), shape (dim,)."""
     return embed([text], model, batch_size=1, progress=False)[0]
+
+
+# --- Embedding cache ---------------------------------------------------------------------------
+
+
+class EmbeddingCache:
+    """Vectors keyed by model name, precision and text; in memory, optionally saved to a `.npz` file.
+
+    A changed chunk, another model or another precision is a miss; an unchanged chunk is never
+    encoded twice. Use it through `embed_cached`. The device is not part of the key: the same
+    model gives the same vectors on CPU and GPU to within rounding.
+    """
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        self.path = Path(path).expanduser() if path is not None else None
+        self._vectors: dict[str, np.ndarray] = {}
+        self.hits = 0  # texts served from the cache by embed_cached
+        self.misses = 0  # texts embed_cached had to encode
+        if self.path is not None and self.path.exists():
+            self._load(self.path)
+
+    def __repr__(self) -> str:
+        where = f", path={self.path.name!r}" if self.path else ""
+        return f"EmbeddingCache({len(self)} vectors{where}, hits={self.hits}, misses={self.misses})"
+
+    def __len__(self) -> int:
+        return len(self._vectors)
+
+    @staticmethod
+    def key(text: str, model: Any) -> str:
+        """SHA-256 of the model's name, its precision and the text."""
+        name = getattr(model, "rag_name", type(model).__name__)
+        precision = getattr(model, "rag_precision", "fp32")
+        return hashlib.sha256(f"{name}\0{precision}\0{text}".encode("utf-8")).hexdigest()
+
+    def get(self, key: str) -> np.ndarray | None:
+        """The stored vector for `key`, or None."""
+        return self._vectors.get(key)
+
+    def put(self, key: str, vector: np.ndarray) -> None:
+        """Store one vector (as float32)."""
+        self._vectors[key] = np.asarray(vector, dtype=np.float32)
+
+    def save(self) -> Path:
+        """Write the cache to its `.npz` file (atomically) and return the path."""
+        if self.path is None:
+            raise ValueError("This EmbeddingCache has no file; create it as EmbeddingCache(path) to save it.")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        keys = np.array(list(self._vectors), dtype="U64")
+        vectors = np.stack(list(self._vectors.values())) if self._vectors else np.zeros((0, 0), np.float32)
+        partial = self.path.with_name(self.path.name + ".partial")
+        with open(partial, "wb") as f:
+            np.savez(f, keys=keys, vectors=vectors)
+        partial.replace(self.path)
+        return self.path
+
+    def _load(self, path: Path) -> None:
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                keys, vectors = data["keys"], data["vectors"]
+        except (OSError, ValueError, KeyError) as error:
+            raise ValueError(
+                f"{path} is not an embedding cache file ({error}); delete it and it will be rebuilt."
+            ) from None
+        if len(keys) != len(vectors):
+            raise ValueError(f"{path} is damaged ({len(keys)} keys, {len(vectors)} vectors); delete it.")
+        self._vectors = {str(k): v for k, v in zip(keys, vectors)}
+
+
+def embed_cached(
+    texts: Sequence[str],
+    model: Any,
+    cache: EmbeddingCache,
+    batch_size: int | None = None,
+    progress: bool = True,
+    desc: str = "Embedding",
+) -> np.ndarray:
+    """Like `embed`, but encodes only texts the cache lacks (each distinct text once).
+
+    New vectors go into the cache, which is saved when it has a file.
+    """
+    if isinstance(texts, str):
+        raise TypeError("embed_cached() takes a list of texts; wrap a single text as [text].")
+    keys = [cache.key(text, model) for text in texts]
+    missing: dict[str, str] = {}
+    for key, text in zip(keys, texts):
+        if cache.get(key) is None and key not in missing:
+            missing[key] = text
+    if missing:
+        vectors = embed(list(missing.values()), model, batch_size=batch_size, progress=progress, desc=desc)
+        for key, vector in zip(missing, vectors):
+            cache.put(key, vector)
+        if cache.path is not None:
+            cache.save()
+    cache.misses += len(missing)
+    cache.hits += len(texts) - len(missing)
+    if not keys:
+        return np.zeros((0, embedding_dimension(model)), dtype=np.float32)
+    return np.stack([cache.get(key) for key in keys])
