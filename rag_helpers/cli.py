@@ -51,8 +51,70 @@ def build_parser() -> argparse.ArgumentParser:
     _add_ingest(commands)
     _add_query(commands)
     _add_bench(commands)
+    _add_eval(commands)
     _ = commands
     return parser
+
+
+def _add_eval(commands: argparse._SubParsersAction) -> None:
+    from .config import SAMPLE_CORPUS_DIR, SAMPLE_QUESTIONS_PATH
+
+    parser = commands.add_parser(
+        "eval",
+        help="measure retrieval (hit@k, MRR, nDCG, latency) on a labelled question set",
+        description="Ask the collection every question of a labelled set and report doc-hit@k, "
+        "evidence-hit@k, MRR, nDCG and latency, by question kind, plus the top distances of "
+        "unanswerable questions and a suggested \"don't know\" threshold.",
+    )
+    add_connection_args(parser)
+    parser.add_argument(
+        "--questions", type=Path, default=SAMPLE_QUESTIONS_PATH, metavar="FILE",
+        help="JSON Lines question file (default: data/sample_questions.jsonl)",
+    )
+    parser.add_argument(
+        "--corpus", type=Path, default=SAMPLE_CORPUS_DIR, metavar="DIR",
+        help="the folder the index was built from, to locate the evidence (default: data/sample_corpus)",
+    )
+    parser.add_argument("--k", type=int, default=5, help="the k shown in the table and summary (default 5)")
+    parser.add_argument("--json", action="store_true", help="print the full report as JSON")
+    parser.set_defaults(handler=_cmd_eval)
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    import json
+
+    from .evaluation import DEFAULT_K_VALUES, evaluate
+    from .questions import load_questions
+    from .store import collection_distance, dense_retriever, get_client, open_collection
+
+    if args.k < 1:
+        raise ValueError(f"--k must be at least 1, got {args.k}")
+    settings = settings_from_args(args)
+    questions = load_questions(args.questions)
+    collection = open_collection(get_client(settings), settings.collection)
+    report = evaluate(
+        dense_retriever(collection),
+        questions,
+        k_values=sorted({*DEFAULT_K_VALUES, args.k}),
+        corpus_dir=args.corpus,
+        name=collection.name,
+    )
+    if args.json:
+        data = report.to_dict()
+        data["index"] = {
+            "collection": collection.name,
+            "chunks": collection.count(),
+            "distance": collection_distance(collection),
+            "embedding_function": (collection.configuration_json or {}).get("embedding_function"),
+            "questions_file": str(args.questions),
+            "corpus": str(args.corpus),
+        }
+        print(json.dumps(data, indent=2, ensure_ascii=False))
+    else:
+        print(report.table(k=args.k))
+        print()
+        print(report.summary(k=args.k))
+    return 0
 
 
 def _add_ingest(commands: argparse._SubParsersAction) -> None:
