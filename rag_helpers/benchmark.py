@@ -46,6 +46,8 @@ def describe_machine() -> dict[str, Any]:
         "cores": cores,
         "torch_threads": torch.get_num_threads(),
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        # Other processes competing for the CPU slow every figure down; the load average shows it.
+        "load_average_1min": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
         "python": platform.python_version(),
         "torch": torch.__version__,
     }
@@ -69,10 +71,15 @@ def _sample_queries(chunks: list[Any], count: int) -> list[str]:
 def run_original(collection: Any, chunks: list[Any], model: Any, progress: bool = True) -> dict[str, Any]:
     """The original tutorial's pipeline: one `encode` per chunk, then one `upsert` per chunk."""
     start = time.perf_counter()
-    vectors = [model.encode(c.text) for c in tqdm(chunks, desc="Original: encode", unit="chunk", disable=not progress)]
+    vectors = [
+        model.encode(c.text)
+        for c in tqdm(chunks, desc="Original: encode", unit="chunk", disable=not progress)
+    ]
     embed_seconds = time.perf_counter() - start
     start = time.perf_counter()
-    for chunk, vector in tqdm(list(zip(chunks, vectors)), desc="Original: upsert", unit="chunk", disable=not progress):
+    for chunk, vector in tqdm(
+        list(zip(chunks, vectors)), desc="Original: upsert", unit="chunk", disable=not progress
+    ):
         collection.upsert(ids=[chunk.id], documents=[chunk.text], embeddings=[vector])
     write_seconds = time.perf_counter() - start
     return {
@@ -99,7 +106,9 @@ def run_ours(collection: Any, chunks: list[Any], model: Any, progress: bool = Tr
         "write_chunks_per_s": _rate(first.embedded, first.write_seconds),
         "total_seconds": round(first.total_seconds, 3),
         "rerun_seconds": round(second.total_seconds, 4),
-        "rerun_fraction": round(second.total_seconds / first.total_seconds, 5) if first.total_seconds else 0.0,
+        "rerun_fraction": round(second.total_seconds / first.total_seconds, 5)
+        if first.total_seconds
+        else 0.0,
         "rerun_embedded": second.embedded,
         "count": first.count,
     }
@@ -135,13 +144,16 @@ def run_ingest_benchmark(
     benchmark writes only to two collections with random names and deletes them at the end.
     """
     settings = settings or Settings.load()
+    machine = describe_machine()
     start = time.perf_counter()
     documents = load_documents(corpus_dir, progress=False)
     chunks = chunk_documents(documents)
     prepare_seconds = time.perf_counter() - start
 
     original_model = load_embedding_model(settings.embedding_model, device=settings.device, precision="fp32")
-    our_model = load_embedding_model(settings.embedding_model, device=settings.device, precision=settings.precision)
+    our_model = load_embedding_model(
+        settings.embedding_model, device=settings.device, precision=settings.precision
+    )
     for model in (original_model, our_model):  # load weights and kernels before timing anything
         embed(["warm-up"], model, progress=False)
         model.encode("warm-up")
@@ -152,8 +164,9 @@ def run_ingest_benchmark(
         tag = uuid.uuid4().hex[:8]
         names = {"original": f"bench_{tag}_original", "ours": f"bench_{tag}_ours"}
         try:
-            original = run_original(get_collection(client, names["original"], original_model), chunks,
-                                    original_model, progress)
+            original = run_original(
+                get_collection(client, names["original"], original_model), chunks, original_model, progress
+            )
             ours_collection = get_collection(client, names["ours"], our_model)
             ours = run_ours(ours_collection, chunks, our_model, progress)
             latency = query_latency(ours_collection, _sample_queries(chunks, queries))
@@ -162,8 +175,9 @@ def run_ingest_benchmark(
                 delete_collection(client, name)
 
     speedup = original["total_seconds"] / ours["total_seconds"] if ours["total_seconds"] else float("inf")
+    machine["load_average_1min_end"] = describe_machine()["load_average_1min"]
     return {
-        "machine": describe_machine(),
+        "machine": machine,
         "model": describe_model(our_model),
         "corpus": {
             "folder": str(corpus_dir),
@@ -178,7 +192,8 @@ def run_ingest_benchmark(
         "query": latency,
         "targets": {
             f"speedup >= {TARGET_SPEEDUP:g}x": speedup >= TARGET_SPEEDUP,
-            f"re-run <= {TARGET_RERUN_FRACTION:.0%} of first run": ours["rerun_fraction"] <= TARGET_RERUN_FRACTION,
+            f"re-run <= {TARGET_RERUN_FRACTION:.0%} of first run": ours["rerun_fraction"]
+            <= TARGET_RERUN_FRACTION,
         },
     }
 
@@ -191,7 +206,8 @@ def format_benchmark(result: dict[str, Any]) -> str:
     lines = [
         f"Machine: {machine['cpu']}, {machine['cores']} cores"
         + (f", GPU {machine['gpu']}" if machine["gpu"] else "")
-        + f"; model on {device}",
+        + f"; model on {device}; load average {machine['load_average_1min']} at start, "
+        f"{machine['load_average_1min_end']} at end",
         f"Corpus: {corpus['documents']} documents, {corpus['chunks']} chunks ({corpus['folder']})",
         "",
         f"{'pipeline':<34}{'embed chunks/s':>16}{'write chunks/s':>16}{'total s':>10}",
@@ -205,6 +221,7 @@ def format_benchmark(result: dict[str, Any]) -> str:
         f"({ours['rerun_fraction']:.2%} of the first run, {ours['rerun_embedded']} chunks embedded).",
         f"Query latency (embed + search, k={query['k']}): p50 {query['p50_ms']:.1f} ms, "
         f"p95 {query['p95_ms']:.1f} ms over {query['queries']} queries.",
-        "Targets: " + ", ".join(f"{name}: {'met' if ok else 'NOT met'}" for name, ok in result["targets"].items()),
+        "Targets: "
+        + ", ".join(f"{name}: {'met' if ok else 'NOT met'}" for name, ok in result["targets"].items()),
     ]
     return "\n".join(lines)

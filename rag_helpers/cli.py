@@ -127,16 +127,30 @@ def _add_ingest(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("directory", type=Path, metavar="DIR", help="folder of documents to ingest")
     add_connection_args(parser)
-    parser.add_argument("--chunk-size", type=int, default=1000, metavar="N", help="characters per chunk (default 1000)")
     parser.add_argument(
-        "--chunk-overlap", type=int, default=20, metavar="N", help="characters shared by neighbours (default 20)"
+        "--chunk-size", type=int, default=1000, metavar="N", help="characters per chunk (default 1000)"
     )
     parser.add_argument(
-        "--precision", choices=("auto", "fp32", "bf16", "fp16"), help="embedding precision (default: settings, auto)"
+        "--chunk-overlap",
+        type=int,
+        default=20,
+        metavar="N",
+        help="characters shared by neighbours (default 20)",
     )
-    parser.add_argument("--distance", choices=("l2", "cosine", "ip"), default="l2",
-                        help="distance of a new collection (default l2, as in the original tutorial)")
-    parser.add_argument("--batch-size", type=int, metavar="N", help="chunks per embed-and-write batch (default 256)")
+    parser.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16", "fp16"),
+        help="embedding precision (default: settings, auto)",
+    )
+    parser.add_argument(
+        "--distance",
+        choices=("l2", "cosine", "ip"),
+        default="l2",
+        help="distance of a new collection (default l2, as in the original tutorial)",
+    )
+    parser.add_argument(
+        "--batch-size", type=int, metavar="N", help="chunks per embed-and-write batch (default 256)"
+    )
     parser.add_argument("--prune", action="store_true", help="remove chunks of documents no longer in DIR")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -161,11 +175,18 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     splitter = CharacterSplitter(args.chunk_size, args.chunk_overlap)
     documents = load_documents(args.directory, progress=None if not args.quiet else False)
     chunks = chunk_documents(documents, splitter)
-    model = load_embedding_model(settings.embedding_model, device=settings.device, precision=settings.precision)
+    model = load_embedding_model(
+        settings.embedding_model, device=settings.device, precision=settings.precision
+    )
     collection = get_collection(get_client(settings), settings.collection, model, distance=args.distance)
     report = ingest(
-        collection, chunks, model, batch_size=args.batch_size, progress=not args.quiet,
-        prune=args.prune, documents=documents,
+        collection,
+        chunks,
+        model,
+        batch_size=args.batch_size,
+        progress=not args.quiet,
+        prune=args.prune,
+        documents=documents,
     )
     if args.json:
         data = {
@@ -178,8 +199,10 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
         }
         print(json.dumps(data, indent=2, ensure_ascii=False))
     else:
-        print(f"{len(documents)} documents from {args.directory} into {_index_location(settings)}, "
-              f"collection {report.summary()}")
+        print(
+            f"{len(documents)} documents from {args.directory} into {_index_location(settings)}, "
+            f"collection {report.summary()}"
+        )
     return 0
 
 
@@ -194,10 +217,13 @@ def _add_query(commands: argparse._SubParsersAction) -> None:
     add_connection_args(parser)
     parser.add_argument("-k", "--k", type=int, default=5, help="how many chunks to return (default 5)")
     parser.add_argument(
-        "--precision", choices=("auto", "fp32", "bf16", "fp16"),
+        "--precision",
+        choices=("auto", "fp32", "bf16", "fp16"),
         help="embed the question at this precision (default: the precision the index was built with)",
     )
-    parser.add_argument("--json", action="store_true", help='print [{"id", "distance", "document", "text"}, ...]')
+    parser.add_argument(
+        "--json", action="store_true", help='print [{"id", "distance", "document", "text"}, ...]'
+    )
     parser.set_defaults(handler=_cmd_query)
 
 
@@ -211,7 +237,9 @@ def _cmd_query(args: argparse.Namespace) -> int:
     if args.precision:
         from .embeddings import load_embedding_model
 
-        model = load_embedding_model(settings.embedding_model, device=settings.device, precision=args.precision)
+        model = load_embedding_model(
+            settings.embedding_model, device=settings.device, precision=args.precision
+        )
     collection = open_collection(get_client(settings), settings.collection, model=model)
     hits = retrieve(collection, args.question, k=args.k)
     if args.json:
@@ -234,14 +262,23 @@ def _add_bench(commands: argparse._SubParsersAction) -> None:
         "queries. Uses a temporary index unless --db or a server (--host / CHROMA_HOST) is given; even then "
         "it writes only to two temporary collections and deletes them.",
     )
-    parser.add_argument("directory", type=Path, nargs="?", default=SAMPLE_CORPUS_DIR, metavar="DIR",
-                        help="folder of documents (default: data/sample_corpus)")
+    parser.add_argument(
+        "directory",
+        type=Path,
+        nargs="?",
+        default=SAMPLE_CORPUS_DIR,
+        metavar="DIR",
+        help="folder of documents (default: data/sample_corpus)",
+    )
     add_connection_args(parser)
     parser.add_argument(
-        "--precision", choices=("auto", "fp32", "bf16", "fp16"),
+        "--precision",
+        choices=("auto", "fp32", "bf16", "fp16"),
         help="precision of our pipeline (default: settings, auto); the original always runs fp32",
     )
-    parser.add_argument("--queries", type=int, default=50, metavar="N", help="queries timed for latency (default 50)")
+    parser.add_argument(
+        "--queries", type=int, default=50, metavar="N", help="queries timed for latency (default 50)"
+    )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(handler=_cmd_bench)
@@ -258,8 +295,9 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     # Only an index named explicitly (--db, or a server) is used; otherwise a throw-away folder.
     client = get_client(settings) if (settings.chroma_host or args.db is not None) else None
-    result = run_ingest_benchmark(args.directory, settings, client=client, queries=args.queries,
-                                  progress=not args.quiet)
+    result = run_ingest_benchmark(
+        args.directory, settings, client=client, queries=args.queries, progress=not args.quiet
+    )
     print(json.dumps(result, indent=2) if args.json else format_benchmark(result))
     return 0
 

@@ -60,7 +60,9 @@ class SentenceTransformerFunction(EmbeddingFunction[Documents]):
     loads the same model on first use. Chroma's default ONNX model is never downloaded.
     """
 
-    def __init__(self, model: Any = None, model_name: str | None = None, precision: str | None = None) -> None:
+    def __init__(
+        self, model: Any = None, model_name: str | None = None, precision: str | None = None
+    ) -> None:
         if model is None and model_name is None:
             raise ValueError("SentenceTransformerFunction needs a loaded model or a model_name.")
         self._model = model
@@ -116,7 +118,7 @@ def _chroma_settings() -> ChromaSettings:
 
 
 def get_client(settings: Settings | None = None) -> ClientAPI:
-    """An embedded `PersistentClient` at `settings.chroma_path`, or an `HttpClient` when `chroma_host` is set."""
+    """An embedded `PersistentClient` at `chroma_path`, or an `HttpClient` when `chroma_host` is set."""
     settings = settings or Settings.load()
     if settings.chroma_host:
         host, port = settings.chroma_host, settings.chroma_port
@@ -193,14 +195,15 @@ def get_collection(client: ClientAPI, name: str, model: Any, distance: str = "l2
     built_with = config.get("model_name")
     if built_with != function.model_name:
         raise ValueError(
-            f"Collection {name!r} was built with the embedding model {built_with!r}, not {function.model_name!r}; "
-            "vectors from different models cannot be compared. Use another collection name or rebuild it."
+            f"Collection {name!r} was built with the embedding model {built_with!r}, "
+            f"not {function.model_name!r}; vectors from different models cannot be compared. "
+            "Use another collection name or rebuild it."
         )
     space = collection_distance(existing)
     if space != distance:
         raise ValueError(
-            f"Collection {name!r} uses the {space!r} distance, not {distance!r}; the distance is fixed when a "
-            "collection is created. Use another collection name, or delete this one to rebuild it."
+            f"Collection {name!r} uses the {space!r} distance, not {distance!r}; the distance is fixed "
+            "when a collection is created. Use another collection name, or delete this one to rebuild it."
         )
     return client.get_collection(name, embedding_function=function)
 
@@ -215,7 +218,8 @@ def open_collection(client: ClientAPI, name: str, model: Any = None) -> Collecti
         available = sorted(c.name for c in client.list_collections())
         raise CollectionNotFoundError(
             f"No collection named {name!r} in this index (it has: {', '.join(available) or 'none'}). "
-            "Build it first, e.g. `python -m rag_helpers ingest data/sample_corpus`, or pass --collection NAME."
+            "Build it first, e.g. `python -m rag_helpers ingest data/sample_corpus`, "
+            "or pass --collection NAME."
         )
     if model is not None:
         return get_collection(client, name, model, distance=collection_distance(existing))
@@ -265,7 +269,8 @@ class IngestReport:
         return (
             f"{self.collection}: {self.chunks} chunks -> {self.added} added, {self.updated} updated, "
             f"{self.skipped} skipped, {self.removed} removed; {self.count} in the collection. "
-            f"Embedding {self.embed_seconds:.1f}s ({self.embedded} chunks), writing {self.write_seconds:.1f}s, "
+            f"Embedding {self.embed_seconds:.1f}s ({self.embedded} chunks), "
+            f"writing {self.write_seconds:.1f}s, "
             f"total {self.total_seconds:.1f}s."
         )
 
@@ -323,7 +328,8 @@ def _check_model(collection: Collection, model: Any) -> None:
     built_with, given = config.get("model_name"), getattr(model, "rag_name", None)
     if built_with and given and built_with != given:
         raise ValueError(
-            f"Collection {collection.name!r} holds vectors from {built_with!r} but the model given is {given!r}. "
+            f"Collection {collection.name!r} holds vectors from {built_with!r} "
+            f"but the model given is {given!r}. "
             "Load the same model, or ingest into another collection."
         )
 
@@ -402,7 +408,9 @@ def ingest(
         report.updated += len(batch)
     report.write_seconds += time.perf_counter() - tick
 
-    with tqdm(total=len(to_embed), desc="Ingesting", unit="chunk", disable=not progress or not to_embed) as bar:
+    with tqdm(
+        total=len(to_embed), desc="Ingesting", unit="chunk", disable=not progress or not to_embed
+    ) as bar:
         for batch in _batches(to_embed, size):
             texts = [c.text for c, _ in batch]
             tick = time.perf_counter()
@@ -444,7 +452,9 @@ def ensure_index(
     """
     settings = settings or Settings.load()
     if model is None:
-        model = load_embedding_model(settings.embedding_model, device=settings.device, precision=settings.precision)
+        model = load_embedding_model(
+            settings.embedding_model, device=settings.device, precision=settings.precision
+        )
     collection = get_collection(get_client(settings), settings.collection, model)
     docs = load_documents(corpus_dir, progress=None if progress else False)
     chunks = chunk_documents(docs, splitter)
@@ -495,7 +505,9 @@ def retrieve(
     if not isinstance(query, str):
         raise TypeError(f"query must be a string, got {type(query).__name__}")
     if not query.strip():
-        raise ValueError("The query is empty; ask a question, e.g. retrieve(collection, 'What is the travel policy?').")
+        raise ValueError(
+            "The query is empty; ask a question, e.g. retrieve(collection, 'What is the travel policy?')."
+        )
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise ValueError(f"k must be a positive whole number, got {k!r}")
     result = collection.query(

@@ -14,11 +14,13 @@ from rag_helpers.cli import build_parser, main
 from rag_helpers.config import DEFAULT_COLLECTION, Settings
 
 DOCS = {
-    "travel.txt": "Travel policy. Economy class for flights under six hours. Hotels are booked through the portal. "
+    "travel.txt": "Travel policy. Economy class for flights under six hours. "
+    "Hotels are booked through the portal. "
     "Meals abroad are reimbursed up to fifty euros a day with receipts. Taxis need a receipt too.",
     "security.txt": "Security handbook. Passwords have at least fourteen characters. Laptops lock after five "
     "minutes. Report phishing to the security desk.",
-    "kitchen.txt": "Kitchen rules. Label your food with your name. The fridge is cleaned every Friday afternoon.",
+    "kitchen.txt": "Kitchen rules. Label your food with your name. "
+    "The fridge is cleaned every Friday afternoon.",
 }
 
 
@@ -43,8 +45,20 @@ def run(capsys, *argv):
 
 
 def ingest(capsys, corpus, index_args, *extra):
-    return run(capsys, "ingest", corpus, *index_args, "--chunk-size", 100, "--chunk-overlap", 10,
-               "--precision", "fp32", "--quiet", *extra)
+    return run(
+        capsys,
+        "ingest",
+        corpus,
+        *index_args,
+        "--chunk-size",
+        100,
+        "--chunk-overlap",
+        10,
+        "--precision",
+        "fp32",
+        "--quiet",
+        *extra,
+    )
 
 
 def test_defaults_match_the_original_tutorial():
@@ -117,7 +131,10 @@ def test_query_runs_as_a_module_in_a_fresh_process(capsys, corpus, index_args):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "ANONYMIZED_TELEMETRY": "False"}
     done = subprocess.run(
         [sys.executable, "-m", "rag_helpers", "query", "Which meals are reimbursed?", *index_args, "--json"],
-        capture_output=True, text=True, env=env, timeout=300,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr
     rows = json.loads(done.stdout)
@@ -141,7 +158,9 @@ def test_errors_are_one_clear_line(capsys, corpus, index_args, tmp_path):
 def test_bench_smoke_on_a_tiny_folder(capsys, corpus, tmp_path):
     """Only checks the bench command works and cleans up; timings are never asserted."""
     db = tmp_path / "bench_db"
-    code, out, _ = run(capsys, "bench", corpus, "--db", db, "--precision", "fp32", "--queries", 3, "--quiet", "--json")
+    code, out, _ = run(
+        capsys, "bench", corpus, "--db", db, "--precision", "fp32", "--queries", 3, "--quiet", "--json"
+    )
     result = json.loads(out)
     assert code == 0
     assert result["original"]["count"] == result["ours"]["count"] == result["corpus"]["chunks"] == 3

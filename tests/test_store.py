@@ -24,12 +24,14 @@ from rag_helpers.embeddings import embed
 SPLITTER = CharacterSplitter(chunk_size=120, chunk_overlap=10)
 
 TOPICS = {
-    "travel.txt": "Travel policy. Economy class for flights under six hours. Hotels are booked through the portal. "
+    "travel.txt": "Travel policy. Economy class for flights under six hours. "
+    "Hotels are booked through the portal. "
     "Meals abroad are reimbursed up to fifty euros a day with receipts. Taxis need a receipt too. "
     "Mileage for private cars is paid at thirty cents a kilometre.",
     "security.txt": "Security handbook. Passwords have at least fourteen characters. Laptops lock after five "
     "minutes. Report phishing to the security desk. Badges are never lent to visitors.",
-    "kitchen.md": "Kitchen rules. Label your food with your name. The fridge is cleaned every Friday afternoon. "
+    "kitchen.md": "Kitchen rules. Label your food with your name. "
+    "The fridge is cleaned every Friday afternoon. "
     "Coffee beans are restocked on Mondays.",
 }
 
@@ -40,8 +42,13 @@ def make_docs(texts: dict[str, str], category: str = "root") -> list[Document]:
             id=name,
             text=text,
             source=name,
-            metadata={"category": category, "file_name": name, "extension": name.rsplit(".", 1)[-1],
-                      "encoding": "utf-8", "size_bytes": len(text.encode())},
+            metadata={
+                "category": category,
+                "file_name": name,
+                "extension": name.rsplit(".", 1)[-1],
+                "encoding": "utf-8",
+                "size_bytes": len(text.encode()),
+            },
         )
         for name, text in texts.items()
     ]
@@ -160,7 +167,9 @@ def test_ingest_stores_text_metadata_and_vectors(collection, model):
     assert report.embedded == report.count == collection.count() == len(chunks)
 
     got = collection.get(ids=[c.id for c in chunks], include=["documents", "metadatas", "embeddings"])
-    by_id = {i: (d, m, e) for i, d, m, e in zip(got["ids"], got["documents"], got["metadatas"], got["embeddings"])}
+    by_id = {
+        i: (d, m, e) for i, d, m, e in zip(got["ids"], got["documents"], got["metadatas"], got["embeddings"])
+    }
     vectors = embed([c.text for c in chunks], model, progress=False)
     for chunk, vector in zip(chunks, vectors):
         text, meta, stored_vector = by_id[chunk.id]
@@ -175,8 +184,9 @@ def test_ingest_stores_text_metadata_and_vectors(collection, model):
 
 def test_metadata_values_are_chroma_types_and_never_none():
     chunk = make_chunks()[0]
-    chunk = dataclasses.replace(chunk, metadata={**chunk.metadata, "path": Path("a/b"), "missing": None,
-                                                 "score": np.float32(0.5)})
+    chunk = dataclasses.replace(
+        chunk, metadata={**chunk.metadata, "path": Path("a/b"), "missing": None, "score": np.float32(0.5)}
+    )
     meta = store.chunk_metadata(chunk)
     assert meta["path"] == "a/b" and "missing" not in meta and isinstance(meta["score"], float)
     assert all(isinstance(v, (str, int, float, bool)) for v in meta.values())
@@ -224,7 +234,9 @@ def test_metadata_only_change_rewrites_metadata_without_embedding(collection, mo
     chunks = make_chunks()
     store.ingest(collection, chunks, model, progress=False)
     relabelled = [
-        dataclasses.replace(c, metadata={k: v for k, v in c.metadata.items() if k != "encoding"} | {"team": "ops"})
+        dataclasses.replace(
+            c, metadata={k: v for k, v in c.metadata.items() if k != "encoding"} | {"team": "ops"}
+        )
         for c in chunks
     ]
     monkeypatch.setattr(store, "embed", lambda *a, **k: pytest.fail("metadata-only change was re-embedded"))
@@ -378,7 +390,9 @@ def test_retrieve_k_bounds_filters_and_empty_queries(collection, model):
 def test_dense_retriever_is_retrieve(collection, model):
     store.ingest(collection, make_chunks(), model, progress=False)
     retriever = store.dense_retriever(collection)
-    assert retriever("Where are hotels booked?", 3) == store.retrieve(collection, "Where are hotels booked?", 3)
+    assert retriever("Where are hotels booked?", 3) == store.retrieve(
+        collection, "Where are hotels booked?", 3
+    )
     kitchen = store.dense_retriever(collection, where={"document_id": "kitchen.md"})
     assert {h.document_id for h in kitchen("coffee", 10)} == {"kitchen.md"}
     assert "test_collection" in repr(kitchen)
@@ -402,8 +416,9 @@ def write_corpus(folder: Path, texts: dict[str, str]) -> Path:
 
 def test_ensure_index_builds_once_and_follows_the_folder(tmp_path, clean_settings, model, monkeypatch):
     corpus = write_corpus(tmp_path / "corpus", TOPICS)
-    collection, returned_model = store.ensure_index(clean_settings, corpus, model=model, splitter=SPLITTER,
-                                                    progress=False)
+    collection, returned_model = store.ensure_index(
+        clean_settings, corpus, model=model, splitter=SPLITTER, progress=False
+    )
     assert returned_model is model
     expected = chunk_documents(load_documents(corpus), SPLITTER)
     assert sorted(ids_of(collection)) == sorted(c.id for c in expected)
@@ -441,8 +456,19 @@ class ChromaServer:
         self.log = open(self.log_path, "ab")
         env = {**os.environ, "ANONYMIZED_TELEMETRY": "False", "NO_COLOR": "1"}
         self.process = subprocess.Popen(
-            [chroma_executable(), "run", "--path", str(self.path), "--host", "127.0.0.1", "--port", str(self.port)],
-            stdout=self.log, stderr=subprocess.STDOUT, env=env,
+            [
+                chroma_executable(),
+                "run",
+                "--path",
+                str(self.path),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+            ],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env=env,
         )
         deadline = time.monotonic() + timeout
         url = f"http://127.0.0.1:{self.port}/api/v2/heartbeat"
@@ -509,7 +535,13 @@ def test_server_mode_ingest_query_and_restart(chroma_server, model):
     settings = chroma_server.settings()
     reopened = store.open_collection(store.get_client(settings), settings.collection)
     assert snapshot(reopened) == before
-    assert [h.id for h in store.retrieve(reopened, "How long must passwords be?", k=3)] == [h.id for h in hits]
-    again = store.ingest(store.get_collection(store.get_client(settings), settings.collection, model), chunks, model,
-                         progress=False)
+    assert [h.id for h in store.retrieve(reopened, "How long must passwords be?", k=3)] == [
+        h.id for h in hits
+    ]
+    again = store.ingest(
+        store.get_collection(store.get_client(settings), settings.collection, model),
+        chunks,
+        model,
+        progress=False,
+    )
     assert again.skipped == len(chunks) and again.embedded == 0
