@@ -170,3 +170,45 @@ def test_bench_smoke_on_a_tiny_folder(capsys, corpus, tmp_path):
 
     client = get_client(Settings.from_mapping({"CHROMA_PATH": str(db)}))
     assert [c.name for c in client.list_collections()] == []  # temporary collections were deleted
+
+
+def test_cli_defaults_reproduce_the_original_pipeline(capsys, tmp_path, model):
+    """Default ingest + query give the original tutorial's chunk ids, order and L2 distances."""
+    import chromadb
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    words = "cloud cost spot instance cluster scale karpenter node budget latency search index team".split()
+    folder = tmp_path / "dataset"
+    folder.mkdir()
+    for n in range(3):
+        text = " ".join(rng.choice(words, size=450)) + f". Case study number {n}."
+        (folder / f"Case Study {n} _ AWS.txt").write_text(text, encoding="utf-8")
+
+    # The original, step by step: split_text, ids "<file>_<i>", one encode and one upsert per chunk.
+    def split_text(text, chunk_size=1000, chunk_overlap=20):
+        chunks, start = [], 0
+        while start < len(text):
+            chunks.append(text[start : start + chunk_size])
+            start = start + chunk_size - chunk_overlap
+        return chunks
+
+    original = chromadb.EphemeralClient().get_or_create_collection(
+        "original_pipeline", embedding_function=None
+    )
+    for path in sorted(folder.iterdir()):
+        for i, chunk in enumerate(split_text(path.read_text())):
+            original.upsert(ids=[f"{path.name}_{i}"], documents=[chunk], embeddings=[model.encode(chunk)])
+    question = "How did the team use spot instances to cut cluster cost?"
+    expected = original.query(query_embeddings=[model.encode(question)], n_results=5)
+
+    index = ["--db", tmp_path / "db"]
+    assert run(capsys, "ingest", folder, *index, "--precision", "fp32", "--quiet")[0] == 0
+    code, out, _ = run(capsys, "query", question, *index, "--json")
+    rows = json.loads(out)
+    assert code == 0
+    assert [r["id"] for r in rows] == expected["ids"][0]
+    np.testing.assert_allclose([r["distance"] for r in rows], expected["distances"][0], atol=1e-4)
+    assert (
+        original.count() == json.loads(run(capsys, "ingest", folder, *index, "--json", "--quiet")[1])["count"]
+    )
