@@ -1,0 +1,377 @@
+"""A question-answering mini-app for notebooks, and the HTML helpers it renders with.
+
+    app = QAApp(collection, model, settings=settings, documents=documents)
+    app                                   # shows the app in Jupyter
+    app.ask("What is the 2024 hotel cap?")  # or type a question and press "Ask"
+
+The app has a question box, a k slider, a backend choice (offline, Hugging Face, an OpenAI-compatible
+server), a retriever choice (every name in `rag_helpers.retrievers.RETRIEVERS` when that module is
+present, else "dense"), and shows the answer with its citations and an accordion of the sources,
+the cited sentences marked inside their document. Problems (an empty question, a backend that is not
+configured, a provider error) appear as a message in the app instead of an exception.
+
+The rendering helpers (`marked_html`, `source_html`, `answer_html`) return plain HTML strings, so
+they work with `IPython.display.HTML` too.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from .config import Settings
+from .documents import Document
+from .generation import LLM, Answer, LLMError, Source, choose_backend, get_llm
+from .pipeline import stream_answer
+from .prompts import CITATION_PATTERN, DEFAULT_BUDGET
+
+BACKEND_LABELS = {
+    "offline": "offline (extracts sentences, no LLM)",
+    "hf": "Hugging Face Inference Providers",
+    "openai": "OpenAI-compatible server",
+}
+# Light yellow for the chunk inside its document, stronger for the sentences the answer quotes.
+CHUNK_STYLE = "background:#fff5c2;padding:0"
+QUOTE_STYLE = "background:#ffc94d;padding:0;font-weight:600"
+_BOX_STYLE = "white-space:pre-wrap;font-family:monospace;font-size:0.85em;line-height:1.4"
+
+
+# --- HTML helpers ------------------------------------------------------------------------------
+
+
+def _clip(spans: Iterable[tuple[int, int]], length: int) -> list[tuple[int, int]]:
+    clipped = []
+    for start, end in spans:
+        start, end = max(0, int(start)), min(length, int(end))
+        if start < end:
+            clipped.append((start, end))
+    return clipped
+
+
+def marked_html(text: str, layers: Sequence[tuple[Iterable[tuple[int, int]], str]]) -> str:
+    """`text` as escaped HTML with each layer's (start, end) spans wrapped in `<mark style=...>`.
+
+    Later layers win where spans overlap (a quoted sentence inside a highlighted chunk); spans are
+    clipped to the text, so offsets that run past either end are harmless.
+    """
+    level = [0] * len(text)
+    for number, (spans, _style) in enumerate(layers, start=1):
+        for start, end in _clip(spans, len(text)):
+            level[start:end] = [max(number, old) for old in level[start:end]]
+    pieces, start = [], 0
+    for position in range(1, len(text) + 1):
+        if position == len(text) or level[position] != level[start]:
+            run = html.escape(text[start:position])
+            current = level[start]
+            if current:
+                run = f'<mark style="{layers[current - 1][1]}">{run}</mark>'
+            pieces.append(run)
+            start = position
+    return "".join(pieces)
+
+
+def document_texts(documents: Mapping[str, str] | Iterable[Document] | None) -> dict[str, str]:
+    """Document id -> full text, from a mapping or from `Document`s (empty for None)."""
+    if documents is None:
+        return {}
+    if isinstance(documents, Mapping):
+        return {str(key): str(value) for key, value in documents.items()}
+    return {document.id: document.text for document in documents}
+
+
+def source_html(source: Source, document_text: str | None = None, context_chars: int = 300) -> str:
+    """One source as HTML: the chunk inside `context_chars` of its document, quoted sentences marked.
+
+    Without `document_text` (or when the chunk's offsets do not match it) only the chunk is shown.
+    """
+    header = (
+        f"<b>[{source.number}] {html.escape(source.document_id)}</b>, characters {source.start}-{source.end}"
+    )
+    if source.score is not None:
+        header += f", similarity {source.score:.3f}"
+    in_document = (
+        document_text is not None
+        and 0 <= source.start < source.end <= len(document_text)
+        and document_text[source.start : source.end] == source.text
+    )
+    if in_document:
+        assert document_text is not None
+        first = max(0, source.start - context_chars)
+        last = min(len(document_text), source.end + context_chars)
+        window = document_text[first:last]
+        layers = [
+            ([(source.start - first, source.end - first)], CHUNK_STYLE),
+            ([(a - first, b - first) for a, b in source.highlights], QUOTE_STYLE),
+        ]
+        before = "…" if first > 0 else ""
+        after = "…" if last < len(document_text) else ""
+        body = before + marked_html(window, layers) + after
+    else:
+        shift = source.start if source.start >= 0 else 0
+        quotes = [(a - shift, b - shift) for a, b in source.highlights] if source.start >= 0 else []
+        body = marked_html(source.text, [(quotes, QUOTE_STYLE)])
+    return f'<div>{header}</div><div style="{_BOX_STYLE}">{body}</div>'
+
+
+def _cited_html(text: str, sources: Mapping[int, Source]) -> str:
+    """Escaped text with [n] citations in bold, each with its document as a tooltip."""
+    pieces, last = [], 0
+    for match in CITATION_PATTERN.finditer(text):
+        pieces.append(html.escape(text[last : match.start()]))
+        numbers = [int(n) for n in re.findall(r"\d+", match.group(1))]
+        titles = "; ".join(sources[n].document_id for n in numbers if n in sources)
+        tooltip = f' title="{html.escape(titles)}"' if titles else ""
+        pieces.append(f'<b style="color:#1a5fb4"{tooltip}>{html.escape(match.group(0))}</b>')
+        last = match.end()
+    pieces.append(html.escape(text[last:]))
+    return "".join(pieces)
+
+
+def answer_html(answer: Answer) -> str:
+    """The answer text with its citations emphasised, then who answered and any notes."""
+    by_number = {source.number: source for source in answer.context or answer.sources}
+    body = _cited_html(answer.text, by_number)
+    how = "extracted from the sources" if answer.extractive else "generated"
+    footer = f"{html.escape(answer.backend)} · {html.escape(answer.model)} · {how}"
+    notes = "".join(f"<div><i>{html.escape(note)}</i></div>" for note in answer.notes)
+    return (
+        f'<div style="white-space:pre-wrap;line-height:1.5">{body}</div>{notes}'
+        f'<div style="color:#666;font-size:0.85em">{footer}</div>'
+    )
+
+
+def message_html(text: str, kind: str = "info") -> str:
+    """A one-line status message; `kind` is info or error."""
+    colour = "#a51d2d" if kind == "error" else "#555"
+    return f'<div style="color:{colour}">{html.escape(text)}</div>'
+
+
+# --- Choices -----------------------------------------------------------------------------------
+
+
+def available_retrievers() -> tuple[list[str], str]:
+    """The retriever names the app offers and the default one ("dense" alone without `retrievers`)."""
+    try:
+        from . import retrievers
+    except ImportError:
+        return ["dense"], "dense"
+    names = list(retrievers.RETRIEVERS)
+    default = getattr(retrievers, "DEFAULT_RETRIEVER", names[0])
+    return names, default if default in names else names[0]
+
+
+def backend_options(settings: Settings) -> list[tuple[str, str]]:
+    """(label, backend) pairs for the backend dropdown; unconfigured ones say what they need."""
+    needs = {
+        "hf": None if settings.hf_token else "set HF_TOKEN",
+        "openai": None if settings.llm_base_url else "set LLM_BASE_URL",
+    }
+    options = []
+    for name in ("offline", "hf", "openai"):
+        label = BACKEND_LABELS[name]
+        if needs.get(name):
+            label += f" (not configured: {needs[name]})"
+        options.append((label, name))
+    return options
+
+
+# --- The app -----------------------------------------------------------------------------------
+
+
+class QAApp:
+    """Ask questions about a collection from a notebook (see the module docstring)."""
+
+    def __init__(
+        self,
+        collection: Any,
+        model: Any,
+        *,
+        settings: Settings | None = None,
+        documents: Mapping[str, str] | Iterable[Document] | None = None,
+        retrievers: Sequence[str] | None = None,
+        default_retriever: str | None = None,
+        k: int = 5,
+        max_k: int = 10,
+        budget: int | None = DEFAULT_BUDGET,
+        llm_factory: Callable[[str], LLM] | None = None,
+        retriever_factory: Callable[[str], Callable[[str, int], Sequence[Any]]] | None = None,
+    ) -> None:
+        import ipywidgets as widgets
+
+        if not 1 <= k <= max_k:
+            raise ValueError(f"k ({k}) must be between 1 and max_k ({max_k})")
+        self.collection = collection
+        self.model = model
+        self.settings = settings or Settings.load()
+        self.documents = document_texts(documents)
+        self.budget = budget
+        self._llm_factory = llm_factory
+        self._retriever_factory = retriever_factory
+        self._llms: dict[str, LLM] = {}
+        self._retrievers: dict[str, Callable[[str, int], Sequence[Any]]] = {}
+
+        names, default = available_retrievers()
+        if retrievers is not None:
+            names = list(retrievers)
+            default = names[0] if names else "dense"
+        default = default_retriever or default
+        if default not in names:
+            raise ValueError(f"Default retriever {default!r} is not among the choices {names}.")
+        try:
+            backend = choose_backend(self.settings)
+        except ValueError:
+            backend = "offline"
+
+        wide = widgets.Layout(width="100%")
+        self.question = widgets.Textarea(
+            placeholder="Ask a question about the documents, then press Ask", rows=2, layout=wide
+        )
+        self.k = widgets.IntSlider(value=k, min=1, max=max_k, description="k (chunks)")
+        self.backend = widgets.Dropdown(
+            options=backend_options(self.settings), value=backend, description="Backend"
+        )
+        self.retriever = widgets.Dropdown(options=names, value=default, description="Retriever")
+        self.ask_button = widgets.Button(description="Ask", button_style="primary", icon="search")
+        self.status = widgets.HTML()
+        self.answer_box = widgets.HTML()
+        self.sources = widgets.Accordion(children=[])
+        self.ask_button.on_click(lambda _button: self.ask())
+        self.widget = widgets.VBox(
+            [
+                self.question,
+                widgets.HBox([self.k, self.retriever]),
+                widgets.HBox([self.backend, self.ask_button]),
+                self.status,
+                self.answer_box,
+                self.sources,
+            ]
+        )
+
+        self.answer: Answer | None = None  # the last answer, None after an error
+        self.error: str | None = None  # the last error message, None after a success
+        self.seconds: float | None = None  # how long the last answer took
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        return self.widget._repr_mimebundle_(**kwargs)
+
+    def __repr__(self) -> str:
+        return (
+            f"QAApp(collection={getattr(self.collection, 'name', None)!r}, k={self.k.value}, "
+            f"backend={self.backend.value!r}, retriever={self.retriever.value!r})"
+        )
+
+    # -- building blocks, cached per name --
+
+    def get_retriever(self, name: str) -> Callable[[str, int], Sequence[Any]]:
+        """The retriever called `name`, built on first use."""
+        if name not in self._retrievers:
+            if self._retriever_factory is not None:
+                self._retrievers[name] = self._retriever_factory(name)
+            else:
+                try:
+                    from .retrievers import make_retriever
+                except ImportError:
+                    if name != "dense":
+                        raise ValueError(f"Unknown retriever {name!r}; only 'dense' is available.") from None
+                    from .store import dense_retriever
+
+                    self._retrievers[name] = dense_retriever(self.collection)
+                else:
+                    self._retrievers[name] = make_retriever(name, self.collection, self.model)
+        return self._retrievers[name]
+
+    def get_llm(self, backend: str) -> LLM:
+        """The LLM backend called `backend`, created on first use."""
+        if backend not in self._llms:
+            if self._llm_factory is not None:
+                self._llms[backend] = self._llm_factory(backend)
+            else:
+                self._llms[backend] = get_llm(self.settings, backend=backend, embedding_model=self.model)
+        return self._llms[backend]
+
+    # -- asking --
+
+    def _redact(self, text: str) -> str:
+        for secret in (self.settings.hf_token, self.settings.llm_api_key):
+            if secret and secret.get() and secret.get() in text:
+                text = text.replace(secret.get(), "********")
+        return text
+
+    def _fail(self, message: str) -> None:
+        self.answer, self.seconds = None, None
+        self.error = self._redact(message)
+        self.status.value = message_html(self.error, "error")
+        self.answer_box.value = ""
+        self.sources.children = []
+
+    def ask(self, question: str | None = None) -> Answer | None:
+        """Answer the question in the box (or `question`, which is put in the box first)."""
+        if question is not None:
+            self.question.value = question
+        text = self.question.value.strip()
+        if not text:
+            self._fail("Type a question first, then press Ask.")
+            return None
+        backend, name, k = self.backend.value, self.retriever.value, self.k.value
+        self.error = None
+        self.sources.children = []
+        self.answer_box.value = ""
+        self.status.value = message_html(f"Searching with {name} (k={k}) and answering with {backend}…")
+        started = time.perf_counter()
+        try:
+            retriever = self.get_retriever(name)
+            llm = self.get_llm(backend)
+            stream = stream_answer(text, llm=llm, k=k, retriever=retriever, budget=self.budget)
+            for _piece in stream:
+                self.answer_box.value = f'<div style="white-space:pre-wrap">{html.escape(stream.text)}</div>'
+            answer = stream.answer
+        except LLMError as error:
+            self._fail(f"The {backend} backend could not answer: {error}")
+            return None
+        except (ValueError, TypeError) as error:
+            self._fail(str(error))
+            return None
+        except Exception as error:  # noqa: BLE001 - the app shows every failure instead of raising
+            self._fail(f"Something went wrong ({type(error).__name__}): {error}")
+            return None
+        self.seconds = time.perf_counter() - started
+        self.answer = answer
+        self._render(answer, name, k)
+        return answer
+
+    def _render(self, answer: Answer, retriever: str, k: int) -> None:
+        import ipywidgets as widgets
+
+        cited = {source.number for source in answer.sources}
+        shown = answer.context or answer.sources
+        self.answer_box.value = answer_html(answer)
+        children, titles = [], []
+        for source in shown:
+            full = next((s for s in answer.sources if s.number == source.number), source)
+            children.append(widgets.HTML(source_html(full, self.documents.get(full.document_id))))
+            mark = "cited" if source.number in cited else "not cited"
+            titles.append(f"[{source.number}] {source.document_id} ({mark})")
+        self.sources.children = children
+        self.sources.titles = tuple(titles)
+        first_cited = next((i for i, s in enumerate(shown) if s.number in cited), None)
+        self.sources.selected_index = first_cited
+        citing = ", ".join(f"[{n}]" for n in sorted(cited)) or "no source"
+        self.status.value = message_html(
+            f"{len(shown)} chunks from the {retriever} retriever (k={k}); the answer cites {citing}. "
+            f"{self.seconds:.1f} s."
+        )
+
+
+__all__ = [
+    "QAApp",
+    "answer_html",
+    "available_retrievers",
+    "backend_options",
+    "document_texts",
+    "marked_html",
+    "message_html",
+    "source_html",
+]
