@@ -52,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_query(commands)
     _add_bench(commands)
     _add_eval(commands)
+    _add_ask(commands)
     _ = commands
     return parser
 
@@ -299,6 +300,93 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         args.directory, settings, client=client, queries=args.queries, progress=not args.quiet
     )
     print(json.dumps(result, indent=2) if args.json else format_benchmark(result))
+    return 0
+
+
+def _add_ask(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "ask",
+        help="answer a question from the index, citing the chunks it used",
+        description="Retrieve the k closest chunks, put them in a prompt as numbered sources and answer "
+        "with the configured language model (Hugging Face with HF_TOKEN, an OpenAI-compatible server "
+        "with LLM_BASE_URL), or, with neither, by extracting the most relevant sentences offline. "
+        "Prints the answer, then the cited sources with their chunk ids.",
+    )
+    parser.add_argument("question", metavar="QUESTION", help="the question to answer")
+    add_connection_args(parser)
+    parser.add_argument("-k", "--k", type=int, default=5, help="how many chunks to retrieve (default 5)")
+    parser.add_argument(
+        "--backend",
+        choices=("auto", "hf", "openai", "offline"),
+        help="who answers (default: LLM_BACKEND from settings, auto: hf with HF_TOKEN, else openai with "
+        "LLM_BASE_URL, else offline)",
+    )
+    parser.add_argument("--model", metavar="NAME", help="language model (default: LLM_MODEL from settings)")
+    parser.add_argument("--stream", action="store_true", help="print the answer as it is generated")
+    parser.add_argument(
+        "--style",
+        choices=("grounded", "original"),
+        default="grounded",
+        help="prompt: numbered sources with rules (default), or the original tutorial's prompt",
+    )
+    parser.add_argument("--temperature", type=float, help="sampling temperature (default 0.5)")
+    parser.add_argument("--max-tokens", type=int, metavar="N", help="longest answer in tokens (default 1024)")
+    parser.add_argument("--top-p", type=float, help="nucleus sampling (default 0.7)")
+    parser.add_argument("--json", action="store_true", help="print the answer, sources and usage as JSON")
+    parser.set_defaults(handler=_cmd_ask)
+
+
+def _collection_model(collection: object, settings: Settings) -> object:
+    """The embedding model a collection was built with (the cached instance its queries use)."""
+    from .embeddings import load_embedding_model
+
+    function = (getattr(collection, "configuration_json", None) or {}).get("embedding_function") or {}
+    config = function.get("config") or {}
+    return load_embedding_model(
+        config.get("model_name") or settings.embedding_model,
+        device=settings.device,
+        precision=config.get("precision") or settings.precision,
+    )
+
+
+def _cmd_ask(args: argparse.Namespace) -> int:
+    import json
+
+    from .generation import choose_backend, get_llm
+    from .pipeline import answer_question, stream_answer
+    from .store import get_client, open_collection
+
+    if args.k < 1:
+        raise ValueError(f"-k must be at least 1, got {args.k}")
+    settings = settings_from_args(args)
+    backend = choose_backend(settings, args.backend)
+    if backend == "offline" and (args.backend or settings.llm_backend) == "auto" and not args.json:
+        print(
+            "No HF_TOKEN or LLM_BASE_URL is set: answering offline, by extracting sentences "
+            "from the sources.",
+            file=sys.stderr,
+        )
+    collection = open_collection(get_client(settings), settings.collection)
+    # The offline backend scores sentences with the model (and precision) the index was built with.
+    model = _collection_model(collection, settings) if backend == "offline" else None
+    llm = get_llm(settings, backend, args.model, embedding_model=model)
+    params = {"temperature": args.temperature, "max_tokens": args.max_tokens, "top_p": args.top_p}
+    params = {name: value for name, value in params.items() if value is not None}
+    if args.stream and not args.json:
+        stream = stream_answer(args.question, collection, model, llm, k=args.k, style=args.style, **params)
+        for piece in stream:
+            print(piece, end="", flush=True)
+        print()
+        answer = stream.answer
+        print(answer.format(show_text=False))
+    else:
+        answer = answer_question(args.question, collection, model, llm, k=args.k, style=args.style, **params)
+        if args.json:
+            print(json.dumps({"question": args.question, **answer.to_dict()}, indent=2, ensure_ascii=False))
+            return 0
+        print(answer.format())
+    usage = f", {answer.usage.total_tokens} tokens" if answer.usage and answer.usage.total_tokens else ""
+    print(f"({answer.backend}: {answer.model}{usage})")
     return 0
 
 

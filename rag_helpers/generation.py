@@ -90,9 +90,12 @@ class Answer:
         """Chunk ids of the cited sources, in source-number order."""
         return [source.chunk_id for source in self.sources]
 
-    def format(self, show_sources: bool = True) -> str:
-        """The answer text followed by its numbered sources, for printing."""
-        lines = [self.text.rstrip()]
+    def format(self, show_sources: bool = True, show_text: bool = True) -> str:
+        """The answer text followed by its numbered sources, for printing.
+
+        `show_text=False` gives only what follows the text (after streaming the text itself).
+        """
+        lines = [self.text.rstrip()] if show_text else []
         if self.notes:
             lines += ["", *self.notes]
         if show_sources:

@@ -208,12 +208,14 @@ def chunk_sentences(text: str, starts_document: bool = False) -> list[Sentence]:
     """Every sentence of a chunk with its offsets, kind, heading context and lead-in.
 
     The first and last sentences are marked partial when the chunk boundary cuts them
-    (a chunk that does not start the document and starts in lower case; one that ends without
-    final punctuation).
+    (a chunk that does not start the document and starts mid-sentence, not with a capital, a
+    digit, a quote or a markdown mark; one that ends without final punctuation).
     """
     sentences = _link_leads(_raw_sentences(text))
     if sentences:
-        if not starts_document and sentences[0].text[:1].islower():
+        first = sentences[0].text[:1]
+        starts_cleanly = first.isupper() or first.isdigit() or first in "#|*-•\"'“‘([€£$"
+        if not starts_document and not starts_cleanly:
             sentences[0] = replace(sentences[0], partial_start=True)
         if not re.search(r"[.!?:)|*\"'”’]\s*$", sentences[-1].text):
             sentences[-1] = replace(sentences[-1], partial_end=True)
@@ -269,8 +271,10 @@ def _display(sentence: Sentence) -> str:
     return text
 
 
-def _normalise(text: str) -> str:
-    return re.sub(r"[\W_]+", " ", text).strip().casefold()
+def _repeat_key(text: str) -> str:
+    """Text reduced to its words without numbers: the same sentence from two versions of a
+    document ("per diem of €45" / "of €52") gets the same key, and only the better one is quoted."""
+    return " ".join(re.sub(r"[\W_\d]+", " ", text).casefold().split())
 
 
 # Questions whose answer is a number, a date or an amount.
@@ -282,6 +286,12 @@ NUMERIC_QUESTION = re.compile(
 )
 
 
+def distinctive_tokens(text: str) -> list[str]:
+    """Tokens with a digit ("2024", "5.1", "s3", "pg-eu-02"): they tell near-identical documents apart."""
+    tokens = re.findall(r"\w[\w.\-]*\w|\w", text.casefold())
+    return sorted({token for token in tokens if re.search(r"\d", token)})
+
+
 class ExtractiveAnswerer:
     """Answer a question with the retrieved sentences most similar to it (see the module docstring).
 
@@ -290,9 +300,12 @@ class ExtractiveAnswerer:
     Its score blends its cosine to the question (or `lead_weight` x that of the lead-in it follows,
     such as "The nightly cap is:" before a table, when higher) with its chunk's retrieval score
     (`chunk_weight`), plus `number_bonus` for sentences with digits when the question asks for a
-    number or a date. The best sentences within `margin` of the top one are kept, at most
-    `max_sentences`, in source order; below `min_similarity` it reports that nothing matched.
-    The defaults were tuned on the sample corpus and its question set.
+    number or a date, plus up to `keyword_bonus` when it shares the question's tokens with digits
+    ("2024", "S3", "5.1"), minus `partial_penalty` for a sentence cut by the chunk boundary.
+    The best sentences within `margin` of the top one are kept, at most `max_sentences`, with
+    repeats (the same sentence in two versions of a document) quoted once, in source order; below
+    `min_similarity` it reports that nothing matched. The defaults were tuned on the sample corpus
+    and its question set; `cache` (an `EmbeddingCache`) reuses sentence vectors across questions.
     """
 
     def __init__(
@@ -305,6 +318,8 @@ class ExtractiveAnswerer:
         chunk_weight: float = 0.3,
         lead_weight: float = 0.9,
         number_bonus: float = 0.03,
+        keyword_bonus: float = 0.03,
+        partial_penalty: float = 0.05,
         context: bool = True,
         batch_size: int | None = None,
         cache: EmbeddingCache | None = None,
@@ -320,6 +335,8 @@ class ExtractiveAnswerer:
         self.chunk_weight = chunk_weight
         self.lead_weight = lead_weight
         self.number_bonus = number_bonus
+        self.keyword_bonus = keyword_bonus
+        self.partial_penalty = partial_penalty
         self.context = context
         self.batch_size = batch_size
         self.cache = cache  # reuse sentence vectors across questions (chunks come back often)
@@ -362,6 +379,8 @@ class ExtractiveAnswerer:
             vectors = embed(texts, self.model, batch_size=self.batch_size, progress=False)
         similarity = dict(zip(keys, (vectors[1:] @ vectors[0]).tolist(), strict=True))
         numeric = bool(NUMERIC_QUESTION.search(question))
+        keywords = distinctive_tokens(question)
+        embedded = dict(zip(keys, texts[1:], strict=True))
         starts = {n: start for n, start, _ in per_chunk}
 
         extracts = []
@@ -383,6 +402,14 @@ class ExtractiveAnswerer:
             score = (1 - self.chunk_weight) * value + self.chunk_weight * _chunk_relevance(chunks, number)
             if numeric and re.search(r"\d", sentence.text):
                 score += self.number_bonus
+            if sentence.partial_start or sentence.partial_end:
+                score -= self.partial_penalty  # a sentence cut by the chunk boundary reads badly
+            if keywords and self.keyword_bonus:
+                where = embedded[(number, index)].casefold()
+                matched = sum(
+                    1 for token in keywords if re.search(rf"(?<!\w){re.escape(token)}(?!\w)", where)
+                )
+                score += self.keyword_bonus * matched / len(keywords)
             start = starts[number]
             extracts.append(
                 Extract(
@@ -405,16 +432,17 @@ class ExtractiveAnswerer:
             return []
         top = scored[0].score
         picked: list[Extract] = []
-        seen: set[str] = set()
+        seen: list[str] = []
         for extract in scored:
             if len(picked) >= self.max_sentences or extract.score < top - self.margin:
                 break
             if extract.similarity < self.min_similarity:
                 continue
-            key = _normalise(extract.sentence.text)
-            if key in seen:
+            key = _repeat_key(extract.sentence.text)
+            # Skip repeats, and fragments of a sentence already quoted (or quoted from another chunk).
+            if any(key in other or other in key for other in seen):
                 continue
-            seen.add(key)
+            seen.append(key)
             picked.append(extract)
         return sorted(picked, key=lambda e: (e.number, e.sentence.start))
 
