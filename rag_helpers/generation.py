@@ -346,7 +346,8 @@ class ChatClientLLM:
         return InferenceClient(model=self.model, api_key=key, timeout=self.timeout)
 
     def _request_params(self, params: dict[str, Any]) -> dict[str, Any]:
-        merged = {**self.params, **params}
+        # `stream` is chosen by the method called (generate or stream), not by a parameter.
+        merged = {**self.params, **{k: v for k, v in params.items() if k != "stream"}}
         return {key: value for key, value in merged.items() if value is not None}
 
     # -- error handling --
@@ -392,7 +393,7 @@ class ChatClientLLM:
                 )
             if status == 429:
                 return LLMRateLimitError(
-                    f"{self.where} is rate limiting requests (HTTP 429), still after {self.retries} retries. "
+                    f"{self.where} is rate limiting requests (HTTP 429; tried {self.retries + 1} times). "
                     "Wait a minute and try again, use a smaller model, or answer offline (--backend offline)."
                     + detail,
                     status,
@@ -400,7 +401,7 @@ class ChatClientLLM:
                 )
             if status >= 500:
                 return LLMServerError(
-                    f"{self.where} had a server error (HTTP {status}), still after {self.retries} retries. "
+                    f"{self.where} had a server error (HTTP {status}; tried {self.retries + 1} times). "
                     "The model may be loading or overloaded: try again later or choose another model."
                     + detail,
                     status,
@@ -470,6 +471,8 @@ class ChatClientLLM:
         """Send `messages` and return the whole answer, with citations resolved against `chunks`."""
         with self._client() as client:
             output = self._call(client, messages, False, params)
+        if not output.choices:
+            raise LLMServerError(f"{self.where} sent a reply without any answer in it (no choices).")
         choice = output.choices[0]
         usage = getattr(output, "usage", None)
         return make_answer(
@@ -678,6 +681,9 @@ def get_llm(
 
     `model` overrides settings.llm_model. The offline backend uses `embedding_model`, or loads
     settings.embedding_model. `options` go to the backend (timeout, retries, backoff, params).
+    The hf backend always calls Hugging Face Inference Providers (LLM_BASE_URL is for the openai
+    backend, so an HF token is never sent to it); for a dedicated Inference Endpoint, build
+    `HuggingFaceLLM(model, token=..., base_url=...)` yourself.
     """
     settings = settings or Settings.load()
     choice = choose_backend(settings, backend)

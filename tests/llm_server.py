@@ -25,6 +25,7 @@ class Reply:
     delay: float = 0.0
     headers: dict[str, str] = field(default_factory=dict)
     usage: dict | None = None
+    stream_error: str | None = None  # end the stream with an error event instead of finishing
 
 
 @dataclass
@@ -109,7 +110,10 @@ class FakeServer:
             handler.send_header("content-type", "text/event-stream")
             handler.end_headers()
             events = [chunk_event(None)] + [chunk_event(piece) for piece in reply.pieces]
-            events.append(chunk_event(None, finish_reason="stop", usage=reply.usage))
+            if reply.stream_error is not None:
+                events.append({"error": reply.stream_error, "error_type": "generation"})
+            else:
+                events.append(chunk_event(None, finish_reason="stop", usage=reply.usage))
             for event in events:
                 handler.wfile.write(f"data: {json.dumps(event)}\n\n".encode())
                 handler.wfile.flush()

@@ -206,7 +206,7 @@ def test_429_every_time_gives_up_after_the_retries(server):
     server.script = [Reply(status=429)] * 5
     with pytest.raises(LLMRateLimitError, match="429") as caught:
         hf_llm(server, retries=2).generate(PROMPT.messages)
-    assert "--backend offline" in str(caught.value)
+    assert "--backend offline" in str(caught.value) and "tried 3 times" in str(caught.value)
     assert len(server.requests) == 3  # the first try and two retries
 
 
@@ -224,6 +224,25 @@ def test_503_then_success_in_a_stream(server):
     assert "".join(stream) == "ok [2]"
     assert stream.answer.cited_ids == [CHUNKS[1].id]
     assert len(server.requests) == 2
+
+
+def test_an_error_in_the_middle_of_a_stream_is_a_server_error(server):
+    server.script = [Reply(pieces=["The cap ", "is"], stream_error="CUDA out of memory")]
+    stream = hf_llm(server).stream(PROMPT.messages, chunks=PROMPT.chunks)
+    received = []
+    with pytest.raises(LLMServerError, match="CUDA out of memory"):
+        for piece in stream:
+            received.append(piece)
+    assert received == ["The cap ", "is"]
+    assert len(server.requests) == 1  # text was already shown: no silent retry
+
+
+def test_a_reply_without_choices_is_a_server_error(server):
+    body = completion("unused")
+    body["choices"] = []
+    server.script = [Reply(body=body)]
+    with pytest.raises(LLMServerError, match="no choices"):
+        openai_llm(server).generate(PROMPT.messages)
 
 
 def test_no_retries_when_asked(server):
