@@ -318,8 +318,8 @@ def _add_ask(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--backend",
         choices=("auto", "hf", "openai", "offline"),
-        help="who answers (default: LLM_BACKEND from settings, auto: hf with HF_TOKEN, else openai with "
-        "LLM_BASE_URL, else offline)",
+        help="who answers (default: LLM_BACKEND from settings; auto: openai with LLM_BASE_URL, else hf with "
+        "HF_TOKEN, else offline)",
     )
     parser.add_argument("--model", metavar="NAME", help="language model (default: LLM_MODEL from settings)")
     parser.add_argument("--stream", action="store_true", help="print the answer as it is generated")

@@ -655,14 +655,15 @@ def _last_user_text(messages: Sequence[dict]) -> str:
 
 
 def choose_backend(settings: Settings, backend: str | None = None) -> str:
-    """The backend to use: `backend`, else settings.llm_backend; "auto" is hf with a token, else
-    openai with LLM_BASE_URL, else offline."""
+    """The backend to use: `backend`, else settings.llm_backend; "auto" is openai when LLM_BASE_URL
+    is set (naming a server is a deliberate choice, while HF_TOKEN is often set for other reasons),
+    else hf with a token, else offline."""
     choice = (backend or settings.llm_backend or "auto").lower()
     if choice == "auto":
-        if settings.hf_token:
-            return "hf"
         if settings.llm_base_url:
             return "openai"
+        if settings.hf_token:
+            return "hf"
         return "offline"
     if choice not in BACKENDS:
         raise ValueError(f"Unknown LLM backend {choice!r}; use auto, {', '.join(BACKENDS)}.")

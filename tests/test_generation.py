@@ -306,7 +306,7 @@ def test_every_llm_error_is_a_runtime_error_for_the_cli():
         ({}, "offline"),
         ({"HF_TOKEN": TOKEN}, "hf"),
         ({"LLM_BASE_URL": "http://127.0.0.1:11434/v1"}, "openai"),
-        ({"HF_TOKEN": TOKEN, "LLM_BASE_URL": "http://127.0.0.1:11434/v1"}, "hf"),
+        ({"HF_TOKEN": TOKEN, "LLM_BASE_URL": "http://127.0.0.1:11434/v1"}, "openai"),
         ({"HF_TOKEN": TOKEN, "LLM_BACKEND": "offline"}, "offline"),
         ({"HF_TOKEN": TOKEN, "LLM_BACKEND": "openai", "LLM_BASE_URL": "http://x/v1"}, "openai"),
     ],
