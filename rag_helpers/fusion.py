@@ -1,0 +1,106 @@
+"""Combine several rankings of the same items into one: reciprocal rank fusion and weighted scores.
+
+Pure functions on ids (any hashable) so they can be checked by hand:
+
+    >>> reciprocal_rank_fusion([["a", "b", "c"], ["b", "c", "a"]], k=60)
+    [('b', 0.0325...), ('a', 0.0322...), ('c', 0.0320...)]
+
+*Reciprocal rank fusion* (Cormack, Clarke and Büttcher, 2009) gives an item `weight / (k + rank)`
+from each ranking it appears in (rank 1 is the best) and adds them up. It looks only at ranks, so
+rankings whose scores live on different scales (a cosine similarity, a BM25 score) mix without any
+tuning; `k` (60 in the paper) damps the difference between the very top ranks.
+
+*Weighted score fusion* instead rescales each ranking's scores to [0, 1] (min-max) and adds them
+with weights: it keeps how far ahead an item is, but one outlier score can squash the rest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping, Sequence
+from typing import TypeVar
+
+Item = TypeVar("Item", bound=Hashable)
+
+DEFAULT_RRF_K = 60
+
+
+def _check_weights(weights: Sequence[float] | None, count: int) -> list[float]:
+    if weights is None:
+        return [1.0] * count
+    weights = [float(w) for w in weights]
+    if len(weights) != count:
+        raise ValueError(f"got {len(weights)} weights for {count} rankings; pass one weight per ranking")
+    if any(w < 0 for w in weights):
+        raise ValueError(f"weights must not be negative, got {weights}")
+    return weights
+
+
+def _first_seen_order(rankings: Sequence[Sequence[Hashable]]) -> dict[Hashable, int]:
+    """Position of each item when the rankings are read rank by rank (all rank 1s, then all rank 2s, ...)."""
+    order: dict[Hashable, int] = {}
+    depth = max((len(r) for r in rankings), default=0)
+    for position in range(depth):
+        for ranking in rankings:
+            if position < len(ranking) and ranking[position] not in order:
+                order[ranking[position]] = len(order)
+    return order
+
+
+def reciprocal_rank_fusion(
+    rankings: Sequence[Sequence[Item]], k: float = DEFAULT_RRF_K, weights: Sequence[float] | None = None
+) -> list[tuple[Item, float]]:
+    """Fuse rankings (lists of ids, best first) into one list of (id, score), best first.
+
+    score(id) = sum over rankings of weight / (k + rank), rank counted from 1; an id missing from a
+    ranking gets nothing from it, and a repeated id counts at its first rank only. Equal scores keep
+    the order in which the ids first appear when the rankings are read rank by rank.
+    """
+    if k < 0:
+        raise ValueError(f"k must be zero or more (60 is the usual choice), got {k}")
+    weights = _check_weights(weights, len(rankings))
+    scores: dict[Hashable, float] = {}
+    for ranking, weight in zip(rankings, weights):
+        seen: set[Hashable] = set()
+        for rank, item in enumerate(ranking, start=1):
+            if item in seen:
+                continue
+            seen.add(item)
+            scores[item] = scores.get(item, 0.0) + weight / (k + rank)
+    order = _first_seen_order(rankings)
+    return sorted(scores.items(), key=lambda pair: (-pair[1], order[pair[0]]))  # type: ignore[return-value]
+
+
+def min_max_normalise(scores: Mapping[Item, float]) -> dict[Item, float]:
+    """Rescale scores linearly to [0, 1] (best 1.0, worst 0.0); all-equal scores become 1.0."""
+    if not scores:
+        return {}
+    low, high = min(scores.values()), max(scores.values())
+    if high == low:
+        return {item: 1.0 for item in scores}
+    return {item: (score - low) / (high - low) for item, score in scores.items()}
+
+
+def weighted_score_fusion(
+    results: Sequence[Mapping[Item, float] | Sequence[tuple[Item, float]]],
+    weights: Sequence[float] | None = None,
+    normalise: bool = True,
+) -> list[tuple[Item, float]]:
+    """Fuse scored results ({id: score} or [(id, score), ...], higher is better) into (id, score), best first.
+
+    Each result's scores are min-max normalised to [0, 1] (unless `normalise=False`), multiplied by
+    its weight and added; an id missing from a result gets 0 from it. Equal totals keep the order in
+    which ids first appear when the results are read rank by rank (each sorted by its own score).
+    """
+    weights = _check_weights(weights, len(results))
+    tables = [dict(result) for result in results]
+    totals: dict[Hashable, float] = {}
+    for table, weight in zip(tables, weights):
+        scaled = min_max_normalise(table) if normalise else table
+        for item, score in scaled.items():
+            totals[item] = totals.get(item, 0.0) + weight * score
+    rankings = [sorted(table, key=lambda item, t=table: -t[item]) for table in tables]
+    order = _first_seen_order(rankings)
+    return sorted(totals.items(), key=lambda pair: (-pair[1], order[pair[0]]))  # type: ignore[return-value]
+
+
+__all__ = ["DEFAULT_RRF_K", "min_max_normalise", "reciprocal_rank_fusion", "weighted_score_fusion"]
