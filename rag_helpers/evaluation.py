@@ -579,6 +579,8 @@ def plot_reports(
     """
     from matplotlib.figure import Figure
 
+    _activate_notebook_backend()
+
     if not reports:
         raise ValueError("no reports to plot; pass e.g. {'baseline': report}")
     if metrics is None:
@@ -618,6 +620,15 @@ def plot_reports(
     axes.grid(axis="y", alpha=0.3)
     figure.tight_layout()
     return figure
+
+
+def _activate_notebook_backend() -> None:
+    """Load matplotlib's configured backend now: in Jupyter that registers the PNG display of
+    figures, which a detached Figure (never shown twice by pyplot) otherwise lacks in a fresh kernel."""
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    plt.switch_backend(matplotlib.get_backend())
 
 
 # --- small formatting helpers -----------------------------------------------------------------
