@@ -43,6 +43,23 @@ def settings_from_args(args: argparse.Namespace, settings: Settings | None = Non
     return dataclasses.replace(settings, **changes)
 
 
+def add_retriever_arg(parser: argparse.ArgumentParser, default: str) -> None:
+    """`--retriever NAME`, one of `rag_helpers.retrievers.RETRIEVERS`."""
+    from .retrievers import RETRIEVERS
+
+    parser.add_argument(
+        "--retriever", choices=list(RETRIEVERS), default=default, metavar="NAME",
+        help=f"how to search: {', '.join(RETRIEVERS)} (default {default})",
+    )
+
+
+def make_cli_retriever(name: str, collection: object, model: object = None, progress: bool = True) -> object:
+    """The retriever `name` over `collection`; indexes it needs (BM25, sentences) are built on first use."""
+    from .retrievers import make_retriever
+
+    return make_retriever(name, collection, model, progress=progress)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with one sub-command per pipeline stage."""
     parser = argparse.ArgumentParser(prog="python -m rag_helpers", description=__doc__.splitlines()[0])
@@ -77,6 +94,7 @@ def _add_eval(commands: argparse._SubParsersAction) -> None:
         help="the folder the index was built from, to locate the evidence (default: data/sample_corpus)",
     )
     parser.add_argument("--k", type=int, default=5, help="the k shown in the table and summary (default 5)")
+    add_retriever_arg(parser, "dense")
     parser.add_argument("--json", action="store_true", help="print the full report as JSON")
     parser.set_defaults(handler=_cmd_eval)
 
@@ -86,24 +104,26 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
     from .evaluation import DEFAULT_K_VALUES, evaluate
     from .questions import load_questions
-    from .store import collection_distance, dense_retriever, get_client, open_collection
+    from .store import collection_distance, get_client, open_collection
 
     if args.k < 1:
         raise ValueError(f"--k must be at least 1, got {args.k}")
     settings = settings_from_args(args)
     questions = load_questions(args.questions)
     collection = open_collection(get_client(settings), settings.collection)
+    retriever = make_cli_retriever(args.retriever, collection, progress=not args.json)
     report = evaluate(
-        dense_retriever(collection),
+        retriever,
         questions,
         k_values=sorted({*DEFAULT_K_VALUES, args.k}),
         corpus_dir=args.corpus,
-        name=collection.name,
+        name=collection.name if args.retriever == "dense" else f"{collection.name} ({args.retriever})",
     )
     if args.json:
         data = report.to_dict()
         data["index"] = {
             "collection": collection.name,
+            "retriever": args.retriever,
             "chunks": collection.count(),
             "distance": collection_distance(collection),
             "embedding_function": (collection.configuration_json or {}).get("embedding_function"),
@@ -212,7 +232,8 @@ def _add_query(commands: argparse._SubParsersAction) -> None:
         "query",
         help="show the chunks closest to a question",
         description="Embed the question with the model the collection was built with and print the k "
-        "closest chunks, best first, as `Rank i: <chunk id>, distance: <d>`.",
+        "closest chunks, best first, as `Rank i: <chunk id>, distance: <d>` (other retrievers print "
+        "their score, and the distance where they have one).",
     )
     parser.add_argument("question", metavar="QUESTION", help="the question to search for")
     add_connection_args(parser)
@@ -222,8 +243,12 @@ def _add_query(commands: argparse._SubParsersAction) -> None:
         choices=("auto", "fp32", "bf16", "fp16"),
         help="embed the question at this precision (default: the precision the index was built with)",
     )
+    add_retriever_arg(parser, "dense")
     parser.add_argument(
-        "--json", action="store_true", help='print [{"id", "distance", "document", "text"}, ...]'
+        "--json",
+        action="store_true",
+        help='print [{"id", "distance", "document", "text"}, ...], plus "score" for retrievers other '
+        "than dense",
     )
     parser.set_defaults(handler=_cmd_query)
 
@@ -231,7 +256,7 @@ def _add_query(commands: argparse._SubParsersAction) -> None:
 def _cmd_query(args: argparse.Namespace) -> int:
     import json
 
-    from .store import get_client, open_collection, retrieve
+    from .store import get_client, open_collection
 
     settings = settings_from_args(args)
     model = None
@@ -242,13 +267,20 @@ def _cmd_query(args: argparse.Namespace) -> int:
             settings.embedding_model, device=settings.device, precision=args.precision
         )
     collection = open_collection(get_client(settings), settings.collection, model=model)
-    hits = retrieve(collection, args.question, k=args.k)
+    retriever = make_cli_retriever(args.retriever, collection, model, progress=not args.json)
+    hits = retriever(args.question, args.k)
     if args.json:
         rows = [{"id": h.id, "distance": h.distance, "document": h.document_id, "text": h.text} for h in hits]
+        if args.retriever != "dense":  # dense keeps the original fields; the others rank by score
+            rows = [{**row, "score": h.score} for row, h in zip(rows, hits)]
         print(json.dumps(rows, indent=2, ensure_ascii=False))
     else:
         for rank, hit in enumerate(hits, start=1):
-            print(f"Rank {rank}: {hit.id}, distance: {hit.distance:.4f}")
+            if args.retriever == "dense":  # the original tutorial's lines
+                print(f"Rank {rank}: {hit.id}, distance: {hit.distance:.4f}")
+            else:
+                distance = "" if hit.distance is None else f", distance: {hit.distance:.4f}"
+                print(f"Rank {rank}: {hit.id}, score: {hit.score:.4f}{distance}")
     return 0
 
 
@@ -315,6 +347,9 @@ def _add_ask(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("question", metavar="QUESTION", help="the question to answer")
     add_connection_args(parser)
     parser.add_argument("-k", "--k", type=int, default=5, help="how many chunks to retrieve (default 5)")
+    from .retrievers import DEFAULT_RETRIEVER
+
+    add_retriever_arg(parser, DEFAULT_RETRIEVER)
     parser.add_argument(
         "--backend",
         choices=("auto", "hf", "openai", "offline"),
@@ -370,17 +405,22 @@ def _cmd_ask(args: argparse.Namespace) -> int:
     # The offline backend scores sentences with the model (and precision) the index was built with.
     model = _collection_model(collection, settings) if backend == "offline" else None
     llm = get_llm(settings, backend, args.model, embedding_model=model)
+    retriever = make_cli_retriever(args.retriever, collection, model, progress=not args.json)
     params = {"temperature": args.temperature, "max_tokens": args.max_tokens, "top_p": args.top_p}
     params = {name: value for name, value in params.items() if value is not None}
     if args.stream and not args.json:
-        stream = stream_answer(args.question, collection, model, llm, k=args.k, style=args.style, **params)
+        stream = stream_answer(
+            args.question, collection, model, llm, k=args.k, retriever=retriever, style=args.style, **params
+        )
         for piece in stream:
             print(piece, end="", flush=True)
         print()
         answer = stream.answer
         print(answer.format(show_text=False))
     else:
-        answer = answer_question(args.question, collection, model, llm, k=args.k, style=args.style, **params)
+        answer = answer_question(
+            args.question, collection, model, llm, k=args.k, retriever=retriever, style=args.style, **params
+        )
         if args.json:
             print(json.dumps({"question": args.question, **answer.to_dict()}, indent=2, ensure_ascii=False))
             return 0

@@ -237,7 +237,7 @@ class BM25Index:
         mask: np.ndarray | None = None,
         weights: Mapping[str, float] | None = None,
     ) -> list[tuple[int, float]]:
-        """(position, score) of the `k` best chunks with a positive score, best first; `mask`: rows to keep."""
+        """(position, score) of the `k` best chunks with a positive score, best first (`mask`: rows kept)."""
         scores = self.scores(query, weights)
         if mask is not None:
             scores = np.where(mask, scores, 0.0)

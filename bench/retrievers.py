@@ -1,0 +1,112 @@
+"""Retriever leaderboard: every registered retriever on the sample question set, with p50 latency.
+
+Usage: python bench/retrievers.py [--db PATH] [--precision fp32] [--questions FILE] [--corpus DIR]
+                                  [--only NAME ...] [--grid] [--markdown] [--json]
+
+Builds (or refreshes) the index of the corpus in --db (default: a folder under bench/results/,
+kept between runs so the sentence index is built only once), in fp32 like the README's baseline,
+then evaluates each retriever of `rag_helpers.retrievers.RETRIEVERS`. --grid adds the fusion
+settings tried when choosing the defaults (RRF k and candidates). Never part of the tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+
+from rag_helpers.config import PROJECT_ROOT, SAMPLE_CORPUS_DIR, SAMPLE_QUESTIONS_PATH, Settings
+from rag_helpers.embeddings import load_embedding_model
+from rag_helpers.evaluation import evaluate, percentile
+from rag_helpers.leaderboard import compare_retrievers, leaderboard_rows, leaderboard_table
+from rag_helpers.questions import load_questions
+from rag_helpers.retrievers import DEFAULT_RETRIEVER, RETRIEVERS, make_retriever
+from rag_helpers.store import ensure_index
+
+GRID = [
+    ("hybrid", {"rrf_k": 60, "candidates": 20}),
+    ("hybrid", {"rrf_k": 60, "candidates": 30}),
+    ("hybrid", {"rrf_k": 10, "candidates": 30}),
+    ("hybrid_sentence", {"rrf_k": 60, "candidates": 20}),
+    ("hybrid_sentence", {"rrf_k": 60, "candidates": 30}),
+    ("hybrid_sentence", {"rrf_k": 10, "candidates": 30}),
+    ("rerank", {"weight": 0.3}),
+    ("rerank", {"weight": 0.7}),
+    ("mmr", {"lambda_": 0.5}),
+    ("sentence_window", {"window_chars": 1500}),
+]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--db", type=Path, default=PROJECT_ROOT / "bench" / "results" / "retrievers_db")
+    parser.add_argument("--precision", default="fp32", choices=("auto", "fp32", "bf16", "fp16"))
+    parser.add_argument("--questions", type=Path, default=SAMPLE_QUESTIONS_PATH)
+    parser.add_argument("--corpus", type=Path, default=SAMPLE_CORPUS_DIR)
+    parser.add_argument(
+        "--only", nargs="+", metavar="NAME", choices=list(RETRIEVERS), help="retrievers to run"
+    )
+    parser.add_argument("--grid", action="store_true", help="also run the fusion settings grid")
+    parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+    parser.add_argument("--json", action="store_true", help="print the rows as JSON")
+    args = parser.parse_args(argv)
+
+    settings = Settings.from_mapping({"CHROMA_PATH": str(args.db), "RAG_PRECISION": args.precision})
+    model = load_embedding_model(settings.embedding_model, device="cpu", precision=args.precision)
+    collection, model = ensure_index(settings, args.corpus, model=model, progress=not args.json)
+    questions = load_questions(args.questions)
+    names = args.only or list(RETRIEVERS)
+    reports = compare_retrievers(names, collection, model, questions, corpus_dir=args.corpus)
+    rows = leaderboard_rows(reports)
+
+    grid_rows = []
+    if args.grid:
+        for name, options in GRID:
+            retriever = make_retriever(name, collection, model, **options)
+            retriever("How do I get started?", 5)
+            report = evaluate(retriever, questions, corpus_dir=args.corpus, name=name)
+            metrics = report.metrics()
+            grid_rows.append(
+                {
+                    "retriever": name,
+                    "options": options,
+                    "evidence_hit@5": metrics["evidence_hit@5"],
+                    "mrr@10": metrics["mrr@10"],
+                    "kinds": {kind: report.metrics(kind)["evidence_hit@5"] for kind in report.kinds()},
+                    "p50_ms": percentile([r.latency_ms for r in report.results], 50),
+                }
+            )
+
+    environment = {
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "precision": args.precision,
+        "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
+        "chunks": collection.count(),
+        "questions": len(questions),
+        "default_retriever": DEFAULT_RETRIEVER,
+    }
+    if args.json:
+        print(json.dumps({"environment": environment, "leaderboard": rows, "grid": grid_rows}, indent=2))
+        return 0
+    print(leaderboard_table(reports, markdown=args.markdown))
+    for row in grid_rows:
+        kinds = " ".join(f"{kind}={value:.3f}" for kind, value in row["kinds"].items())
+        print(
+            f"grid {row['retriever']:16s} {json.dumps(row['options']):36s} ev@5={row['evidence_hit@5']:.3f} "
+            f"MRR@10={row['mrr@10']:.3f} {kinds} p50={row['p50_ms']:.1f} ms"
+        )
+    print(
+        f"\n{environment['chunks']} chunks, {environment['questions']} questions, "
+        f"{environment['precision']}, {environment['cpus']} CPUs, "
+        f"load average {environment['load_average']}; "
+        f"default: {DEFAULT_RETRIEVER}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
