@@ -1,7 +1,7 @@
 """Retriever leaderboard: every registered retriever on the sample question set, with p50 latency.
 
 Usage: python bench/retrievers.py [--db PATH] [--precision fp32] [--questions FILE] [--corpus DIR]
-                                  [--only NAME ...] [--grid] [--markdown] [--json]
+                                  [--only NAME ...] [--grid] [--threads N] [--markdown] [--json]
 
 Builds (or refreshes) the index of the corpus in --db (default: a folder under bench/results/,
 kept between runs so the sentence index is built only once), in fp32 like the README's baseline,
@@ -35,7 +35,11 @@ GRID = [
     ("hybrid_sentence", {"rrf_k": 10, "candidates": 30}),
     ("rerank", {"weight": 0.3}),
     ("rerank", {"weight": 0.7}),
+    ("rerank", {"candidates": 20}),
+    ("rerank", {"candidates": 40}),
+    ("expanded", {"beta": 0.5, "term_weight": 0.5}),
     ("mmr", {"lambda_": 0.5}),
+    ("mmr", {"lambda_": 0.9}),
     ("sentence_window", {"window_chars": 1500}),
 ]
 
@@ -52,7 +56,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grid", action="store_true", help="also run the fusion settings grid")
     parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        metavar="N",
+        help="torch threads (default: torch's choice); 1 gives steadier timings on a busy machine",
+    )
     args = parser.parse_args(argv)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
 
     settings = Settings.from_mapping({"CHROMA_PATH": str(args.db), "RAG_PRECISION": args.precision})
     model = load_embedding_model(settings.embedding_model, device="cpu", precision=args.precision)
@@ -67,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, options in GRID:
             retriever = make_retriever(name, collection, model, **options)
             retriever("How do I get started?", 5)
-            report = evaluate(retriever, questions, corpus_dir=args.corpus, name=name)
+            report = evaluate(retriever, questions, corpus_dir=args.corpus, name=name, progress=False)
             metrics = report.metrics()
             grid_rows.append(
                 {
@@ -82,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
 
     environment = {
         "machine": platform.machine(),
+        "torch_threads": __import__("torch").get_num_threads(),
         "cpus": os.cpu_count(),
         "precision": args.precision,
         "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,

@@ -6,7 +6,13 @@ import re
 
 from rag_helpers.chunking import chunk_documents
 from rag_helpers.documents import Document
-from rag_helpers.leaderboard import compare_retrievers, latency_p50, leaderboard_rows, leaderboard_table
+from rag_helpers.leaderboard import (
+    compare_retrievers,
+    cpu_p50,
+    latency_p50,
+    leaderboard_rows,
+    leaderboard_table,
+)
 from rag_helpers.questions import Question
 from rag_helpers.store import get_client, get_collection, ingest
 
@@ -31,6 +37,7 @@ def test_leaderboard_compares_retrievers(clean_settings, model):
     assert list(reports) == ["dense", "bm25"]
     assert reports["bm25"].name == "bm25" and len(reports["bm25"].results) == 4
     assert latency_p50(reports["dense"]) > 0
+    assert len(reports["dense"].cpu_ms) == 4 and cpu_p50(reports["dense"]) >= 0
 
     rows = leaderboard_rows(reports)
     assert {r["retriever"] for r in rows} == {"dense", "bm25"}
@@ -42,7 +49,8 @@ def test_leaderboard_compares_retrievers(clean_settings, model):
     table = leaderboard_table(reports)
     lines = table.splitlines()
     assert lines[0].startswith("3 answerable questions")
-    assert lines[1].split()[:3] == ["retriever", "ev@1", "ev@5"] and "p50" in lines[1]
+    assert lines[1].split()[:3] == ["retriever", "ev@1", "ev@5"]
+    assert "p50 ms" in lines[1] and "CPU p50 ms" in lines[1]
     assert re.match(r"(dense|bm25)\s+\d\.\d{3}\s+\d\.\d{3}", lines[3])
     markdown = leaderboard_table(reports, markdown=True).splitlines()
     assert markdown[0].startswith("| retriever | ev@1 | ev@5 |") and markdown[1].startswith("|---|")
