@@ -32,6 +32,7 @@ Every factory takes `where=` / `where_document=` (Chroma filters) and its own op
 from __future__ import annotations
 
 import inspect
+import json
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
@@ -372,6 +373,41 @@ class RerankRetriever:
         )
 
 
+# --- Filters chosen per question ----------------------------------------------------------------------
+
+
+class QueryFilteredRetriever:
+    """Picks Chroma filters for each question, e.g. `metadata.year_filter_from_question`.
+
+    `build(where)` makes the underlying retriever for one `where` filter (None: no filter); one is
+    built per distinct filter and kept, so questions naming the same year share it.
+    """
+
+    name = "filtered"
+
+    def __init__(
+        self,
+        build: Callable[[Mapping[str, Any] | None], Retriever],
+        where_for: Callable[[str], Mapping[str, Any] | None],
+    ) -> None:
+        self.build = build
+        self.where_for = where_for
+        self._built: dict[str, Retriever] = {}
+        self.last_where: Mapping[str, Any] | None = None
+
+    def __call__(self, query: str, k: int = 5) -> list[RetrievedChunk]:
+        _check_call(query, k)
+        where = self.where_for(query)
+        key = json.dumps(where, sort_keys=True, default=str)
+        if key not in self._built:
+            self._built[key] = self.build(where)
+        self.last_where = where
+        return list(self._built[key](query, k))
+
+    def __repr__(self) -> str:
+        return f"QueryFilteredRetriever(where_for={getattr(self.where_for, '__name__', self.where_for)!r})"
+
+
 # --- Factories and the registry ------------------------------------------------------------------------
 
 
@@ -569,13 +605,45 @@ def make_retriever(
 
     `model` is the embedding model (default: the one the collection was opened with);
     `progress=True` shows a progress bar while an index it needs is built (the sentence index).
+    `where` may also be a function of the question that returns the filter, e.g.
+    `where=metadata.year_filter_from_question` ("according to the 2024 policy ..." searches only
+    documents of 2024).
     """
     factory = RETRIEVERS.get(name)
     if factory is None:
         raise UnknownRetrieverError(f"Unknown retriever {name!r}; choose one of: {', '.join(RETRIEVERS)}.")
     if "progress" in inspect.signature(factory).parameters:
         options["progress"] = progress
+    where = options.get("where")
+    if callable(where):  # a filter chosen per question
+        options.pop("where")
+        encode = _encoder(model, collection)
+        return QueryFilteredRetriever(lambda w: factory(collection, encode, where=w, **options), where)
     return factory(collection, model, **options)
+
+
+def multi_query_retriever(
+    collection: Any, model: Any = None, llm: Any = None, *, base: str = "hybrid", n: int = 3, **options: Any
+) -> Any:
+    """Multi-query expansion: `llm` rewords the question `n` times, `base` searches each, RRF fuses them."""
+    from .query_expansion import MultiQueryRetriever
+
+    return MultiQueryRetriever(make_retriever(base, collection, model, **options), llm, n=n)
+
+
+def hyde_retriever(
+    collection: Any, model: Any = None, llm: Any = None, *, include_question: bool = True, **filters: Any
+) -> Any:
+    """HyDE: dense search with the vector of a passage `llm` writes to answer the question."""
+    from .query_expansion import HyDERetriever
+
+    dense = make_dense(collection, model, **filters)
+    return HyDERetriever(
+        lambda vector, k: dense.search_vector(vector, k)[0],
+        dense.encode,
+        llm,
+        include_question=include_question,
+    )
 
 
 def describe_retrievers() -> dict[str, str]:
@@ -590,11 +658,14 @@ __all__ = [
     "HybridRetriever",
     "MMRRetriever",
     "QueryEncoder",
+    "QueryFilteredRetriever",
     "RerankRetriever",
     "UnknownRetrieverError",
     "VectorRetriever",
     "collection_model",
     "describe_retrievers",
+    "hyde_retriever",
     "make_retriever",
+    "multi_query_retriever",
     "retriever_names",
 ]

@@ -167,3 +167,25 @@ def test_an_empty_collection_gives_no_hits(clean_settings, model):
     empty = get_collection(get_client(clean_settings), "kw_empty", model)
     retriever = BM25Retriever.from_collection(empty)
     assert retriever("anything at all", 3) == []
+
+
+def test_cache_root_for_a_server_or_in_memory_collection():
+    from chromadb.config import Settings as ChromaSettings
+
+    from rag_helpers.config import PROJECT_ROOT
+
+    class Client:
+        def __init__(self, settings):
+            self.settings = settings
+
+        def get_settings(self):
+            return self.settings
+
+    class Collection:
+        def __init__(self, settings):
+            self._client = Client(settings)
+
+    server = ChromaSettings(chroma_server_host="127.0.0.1", chroma_server_http_port=8123, is_persistent=False)
+    assert bm25_cache_root(Collection(server)) == PROJECT_ROOT / ".cache" / "bm25" / "127.0.0.1_8123"
+    memory = ChromaSettings(is_persistent=False)
+    assert bm25_cache_root(Collection(memory)) == PROJECT_ROOT / ".cache" / "bm25" / "in-memory"

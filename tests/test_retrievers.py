@@ -366,3 +366,43 @@ def test_cli_rejects_an_unknown_retriever(capsys, db):
     with pytest.raises(SystemExit):
         main(["query", "hello", "--db", str(db), "--retriever", "nope"])
     assert "invalid choice: 'nope'" in capsys.readouterr().err
+
+
+def test_a_filter_chosen_per_question(collection, model):
+    def only_policies_when_asked(question):
+        return {"category": "policies"} if "policy" in question.lower() else None
+
+    retriever = make_retriever("rerank", collection, model, where=only_policies_when_asked)
+    question = "Which error code means the probe cable is unplugged?"
+    assert retriever(question, 1)[0].id == "products/lantern.md_2" and retriever.last_where is None
+    hits = retriever(f"According to the travel policy: {question}", 3)
+    assert retriever.last_where == {"category": "policies"}
+    assert hits and all(h.document_id.startswith("policies/") for h in hits)
+    assert len(retriever._built) == 2  # one retriever per distinct filter, kept for the next question
+
+
+class ScriptedLLM:
+    backend = "scripted"
+    model = "scripted"
+
+    def __init__(self, reply: str) -> None:
+        self.reply = reply
+
+    def generate(self, messages, **params):
+        from rag_helpers.generation import Answer
+
+        return Answer(text=self.reply, backend=self.backend, model=self.model)
+
+
+def test_multi_query_and_hyde_retrievers_over_a_collection(collection, model):
+    from rag_helpers.retrievers import hyde_retriever, multi_query_retriever
+
+    llm = ScriptedLLM("probe cable unplugged error\nwhat E14 means")
+    multi = multi_query_retriever(collection, model, llm, base="bm25", n=2)
+    assert multi("What does the code on the display mean?", 2)[0].id == "products/lantern.md_2"
+    assert multi.last_queries[1:] == ["probe cable unplugged error", "what E14 means"]
+
+    passage = ScriptedLLM("Error code E14 is shown when the probe cable is unplugged from the gateway.")
+    hyde = hyde_retriever(collection, model, passage, include_question=False)
+    assert hyde("What does the blinking code mean?", 1)[0].id == "products/lantern.md_2"
+    assert hyde.last_passage.startswith("Error code E14")
