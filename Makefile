@@ -34,6 +34,7 @@ test: setup
 bench: setup
 	$(BIN)/python bench/embedding.py
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/retrievers.py
 
 clean-index:
 	rm -rf chroma_db
