@@ -432,7 +432,7 @@ class BM25Retriever:
         self, query: str | Sequence[str], k: int = 5, weights: Mapping[str, float] | None = None
     ) -> list[RetrievedChunk]:
         """Like calling the retriever, but also takes tokens and per-term weights (for query expansion)."""
-        _check_query(query if isinstance(query, str) else " ".join(query), k)
+        check_query(query if isinstance(query, str) else " ".join(query), k)
         return [self.index.chunk(i, s) for i, s in self.index.search(query, k, self._mask, weights)]
 
     def __call__(self, query: str, k: int = 5) -> list[RetrievedChunk]:
@@ -444,7 +444,8 @@ class BM25Retriever:
         return f"BM25Retriever({len(self.index)} chunks{where})"
 
 
-def _check_query(query: str, k: int) -> None:
+def check_query(query: str, k: int) -> None:
+    """Raise a clear error for an empty/non-string query or a k that is not a positive integer."""
     if not isinstance(query, str):
         raise TypeError(f"query must be a string, got {type(query).__name__}")
     if not query.strip():

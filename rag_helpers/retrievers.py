@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 
 from .fusion import reciprocal_rank_fusion
-from .keyword import BM25Retriever, load_bm25_index
+from .keyword import BM25Retriever, check_query, load_bm25_index
 from .query_expansion import expansion_terms, rocchio
 from .rerank import CrossEncoderReranker, SentenceReranker, mmr_select
 from .sentence_window import (
@@ -66,17 +66,6 @@ MMR_LAMBDA = 0.8
 
 class UnknownRetrieverError(ValueError):
     """A retriever name that is not in `RETRIEVERS`."""
-
-
-def _check_call(query: str, k: int) -> None:
-    if not isinstance(query, str):
-        raise TypeError(f"query must be a string, got {type(query).__name__}")
-    if not query.strip():
-        raise ValueError(
-            "The query is empty; ask a question, e.g. retriever('What is the travel policy?', 5)."
-        )
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f"k must be a positive whole number, got {k!r}")
 
 
 # --- Query vectors --------------------------------------------------------------------------------
@@ -184,7 +173,7 @@ class VectorRetriever:
         return hits, vectors
 
     def __call__(self, query: str, k: int = 5) -> list[RetrievedChunk]:
-        _check_call(query, k)
+        check_query(query, k)
         return self.search_vector(self.encode(query), k)[0]
 
     def __repr__(self) -> str:
@@ -230,7 +219,7 @@ class HybridRetriever:
         return [list(retriever(query, depth)) for retriever in self.retrievers]
 
     def __call__(self, query: str, k: int = 5) -> list[RetrievedChunk]:
-        _check_call(query, k)
+        check_query(query, k)
         rankings = self.rankings(query, k)
         by_id: dict[str, RetrievedChunk] = {}
         for ranking in rankings:
@@ -268,7 +257,7 @@ class MMRRetriever:
         self.candidates = candidates
 
     def __call__(self, query: str, k: int = 5) -> list[RetrievedChunk]:
-        _check_call(query, k)
+        check_query(query, k)
         vector = self.dense.encode(query)
         hits, vectors = self.dense.search_vector(vector, max(k, self.candidates), with_embeddings=True)
         if not hits:
@@ -315,7 +304,7 @@ class ExpandedRetriever:
         self.last_terms: dict[str, float] = {}
 
     def __call__(self, query: str, k: int = 5) -> list[RetrievedChunk]:
-        _check_call(query, k)
+        check_query(query, k)
         depth = max(k, self.candidates)
         first = self.first(query, self.feedback)
         if not first:
@@ -364,7 +353,7 @@ class RerankRetriever:
         self.candidates = candidates
 
     def __call__(self, query: str, k: int = 5) -> list[RetrievedChunk]:
-        _check_call(query, k)
+        check_query(query, k)
         candidates = list(self.first(query, max(k, self.candidates)))
         return self.reranker.rerank(query, candidates, k)
 
@@ -397,7 +386,7 @@ class QueryFilteredRetriever:
         self.last_where: Mapping[str, Any] | None = None
 
     def __call__(self, query: str, k: int = 5) -> list[RetrievedChunk]:
-        _check_call(query, k)
+        check_query(query, k)
         where = self.where_for(query)
         key = json.dumps(where, sort_keys=True, default=str)
         if key not in self._built:

@@ -24,7 +24,7 @@ import numpy as np
 
 from .chunking import Chunk
 from .documents import Document
-from .keyword import read_collection
+from .keyword import check_query, read_collection
 from .rerank import sentence_spans
 from .store import (
     CHUNK_KEYS,
@@ -238,7 +238,7 @@ class SentenceChunkRetriever:
         return best
 
     def __call__(self, query: str, k: int = 5) -> list[RetrievedChunk]:
-        _check_call(query, k)
+        check_query(query, k)
         result = self.sentences.query(
             query_embeddings=[self.encode(query)],
             n_results=max(self.candidates, k),
@@ -273,15 +273,6 @@ class SentenceChunkRetriever:
 
     def __repr__(self) -> str:
         return f"SentenceChunkRetriever({self.sentences.name!r}, candidates={self.candidates})"
-
-
-def _check_call(query: str, k: int) -> None:
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f"k must be a positive whole number, got {k!r}")
-    if not isinstance(query, str) or not query.strip():
-        raise ValueError(
-            "The query is empty; ask a question, e.g. retriever('What is the travel policy?', 5)."
-        )
 
 
 class SentenceWindowRetriever:
@@ -345,7 +336,7 @@ class SentenceWindowRetriever:
         ]
 
     def __call__(self, query: str, k: int = 5) -> list[RetrievedChunk]:
-        _check_call(query, k)
+        check_query(query, k)
         windows: list[RetrievedChunk] = []
         taken: dict[str, list[tuple[int, int]]] = {}
         for hit in self.search_sentences(query, max(self.candidates, k)):
