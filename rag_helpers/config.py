@@ -10,6 +10,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from dotenv import dotenv_values, find_dotenv
 
@@ -25,6 +26,10 @@ DEFAULT_CHROMA_PATH = PROJECT_ROOT / "chroma_db"
 DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 DEFAULT_LLM_MODEL = "Qwen/Qwen2.5-72B-Instruct"
 DEFAULT_COLLECTION = "document_qa_collection"
+# The "don't know" gate: answer only when the closest chunk's cosine similarity to the question is at
+# least this. Calibrated on the sample questions (README, "Saying I don't know"); it belongs to the
+# embedding model, not to a corpus or a question file.
+DEFAULT_MIN_SCORE = 0.30
 
 # The original tutorial stored its token under this name; we accept it so old `.env` files keep working.
 LEGACY_TOKEN_VARIABLE = "RAG_FUNDAMENTALS_ADVANCE_TECHNIQUES_TOKEN"
@@ -57,6 +62,16 @@ class Secret:
         return hash(self._value)
 
 
+def safe_url(url: str) -> str:
+    """A URL without user name, password, query or fragment (any of which may hold a secret).
+
+    Every place that shows a URL (settings, reports, error messages) passes it through here.
+    """
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
 def _blank_to_none(value: str | None) -> str | None:
     if value is None:
         return None
@@ -69,7 +84,7 @@ class Settings:
     """Every knob of the course in one place; see `.env.example` for what each one means."""
 
     hf_token: Secret | None = None
-    llm_backend: str = "auto"  # auto | hf | openai | offline
+    llm_backend: str = "auto"  # auto | hf | openai | offline | local
     llm_model: str = DEFAULT_LLM_MODEL
     llm_base_url: str | None = None
     llm_api_key: Secret | None = None
@@ -80,7 +95,14 @@ class Settings:
     collection: str = DEFAULT_COLLECTION
     device: str = "auto"  # auto | cpu | cuda | mps
     precision: str = "auto"  # auto | fp32 | bf16 | fp16
+    min_score: float | None = DEFAULT_MIN_SCORE  # None: never refuse before answering
     env_file: Path | None = field(default=None, compare=False)
+
+    def __repr__(self) -> str:
+        shown = {f.name: getattr(self, f.name) for f in fields(self)}
+        if self.llm_base_url:
+            shown["llm_base_url"] = safe_url(self.llm_base_url)
+        return f"Settings({', '.join(f'{name}={value!r}' for name, value in shown.items())})"
 
     @classmethod
     def load(
@@ -116,8 +138,10 @@ class Settings:
         except ValueError:
             raise ValueError(f"CHROMA_PORT must be a whole number, got {port_text!r}") from None
         backend = (get("LLM_BACKEND") or "auto").lower()
-        if backend not in {"auto", "hf", "openai", "offline"}:
-            raise ValueError(f"LLM_BACKEND must be one of auto, hf, openai, offline; got {backend!r}")
+        if backend not in {"auto", "hf", "openai", "offline", "local"}:
+            raise ValueError(
+                f"LLM_BACKEND must be one of auto, hf, openai, offline, local; got {backend!r}"
+            )
         return cls(
             hf_token=Secret(token) if token else None,
             llm_backend=backend,
@@ -131,6 +155,7 @@ class Settings:
             collection=get("CHROMA_COLLECTION") or DEFAULT_COLLECTION,
             device=(get("RAG_DEVICE") or "auto").lower(),
             precision=(get("RAG_PRECISION") or "auto").lower(),
+            min_score=_min_score(get("RAG_MIN_SCORE")),
             env_file=env_file,
         )
 
@@ -141,9 +166,25 @@ class Settings:
             value = getattr(self, f.name)
             if isinstance(value, Secret) or f.name in {"hf_token", "llm_api_key"}:
                 summary[f.name] = "set (hidden)" if value else "not set"
+            elif f.name == "llm_base_url" and value:
+                summary[f.name] = safe_url(value)
             else:
                 summary[f.name] = "" if value is None else str(value)
         return summary
+
+
+def _min_score(text: str | None) -> float | None:
+    if text is None:
+        return DEFAULT_MIN_SCORE
+    if text.lower() in {"off", "none"}:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not -1.0 <= value <= 1.0:
+        raise ValueError(f"RAG_MIN_SCORE must be a cosine similarity between -1 and 1, or off; got {text!r}")
+    return value
 
 
 def _find_env_file(env_file: str | Path | None) -> Path | None:

@@ -8,9 +8,7 @@ from __future__ import annotations
 import platform
 from importlib import metadata
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
-
-from .config import PROJECT_ROOT, SAMPLE_CORPUS_DIR, Settings
+from .config import PROJECT_ROOT, SAMPLE_CORPUS_DIR, Settings, safe_url
 from .documents import DEFAULT_PATTERNS
 
 Row = tuple[str, str]
@@ -51,15 +49,6 @@ def display_path(path: str | Path) -> str:
         except ValueError:
             pass
     return str(path)
-
-
-def safe_url(url: str) -> str:
-    """A URL without user name, password, query or fragment (any of which may hold a secret)."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
 def device_row(settings: Settings) -> Row:

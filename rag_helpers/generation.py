@@ -15,17 +15,20 @@ Backends:
 - `HuggingFaceLLM`: Hugging Face Inference Providers through `huggingface_hub.InferenceClient`.
 - `OpenAICompatibleLLM`: any OpenAI-compatible server (Ollama, vLLM, llama.cpp server, TGI) by URL.
 - `OfflineLLM`: no language model at all; extracts the most relevant sentences (see `offline`).
+- `LocalLLM` (in `local_llm`): the bundled SmolLM2-135M-Instruct in this process, no key, no network.
 `get_llm(settings)` picks one from the settings.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
-from .config import DEFAULT_LLM_MODEL, Secret, Settings
+from .config import DEFAULT_LLM_MODEL, Secret, Settings, safe_url
 from .prompts import chunk_document_id, chunk_text, parse_citations
 
 # The original tutorial's generation parameters.
@@ -34,7 +37,7 @@ DEFAULT_TIMEOUT = 120.0  # seconds to wait for a reply (a 72B model writing 1024
 DEFAULT_RETRIES = 3  # extra attempts after a 429 or 5xx
 DEFAULT_BACKOFF = 1.0  # first wait in seconds; doubles on each retry
 MAX_BACKOFF = 30.0
-BACKENDS = ("hf", "openai", "offline")
+BACKENDS = ("hf", "openai", "offline", "local")
 HF_TOKEN_HELP = (
     "Create a token with the 'Make calls to Inference Providers' permission at "
     "https://huggingface.co/settings/tokens and put it in .env as HF_TOKEN=..."
@@ -328,14 +331,14 @@ class ChatClientLLM:
         self.params = {**DEFAULT_PARAMS, **(params or {})}
 
     def __repr__(self) -> str:
-        where = f", base_url={self.base_url!r}" if self.base_url else ""
+        where = f", base_url={safe_url(self.base_url)!r}" if self.base_url else ""
         key = ", api_key=set" if self._api_key else ""
         return f"{type(self).__name__}(model={self.model!r}{where}{key}, timeout={self.timeout})"
 
     @property
     def where(self) -> str:
-        """Where requests go, for messages."""
-        return self.base_url or "Hugging Face Inference Providers"
+        """Where requests go, for messages (credentials in the URL left out)."""
+        return safe_url(self.base_url) if self.base_url else "Hugging Face Inference Providers"
 
     def _client(self) -> Any:
         from huggingface_hub import InferenceClient
@@ -379,7 +382,8 @@ class ChatClientLLM:
         if isinstance(error, (InferenceTimeoutError, httpx2.TimeoutException)):
             return LLMTimeoutError(
                 f"{self.where} did not reply within {self.timeout} seconds. Try again, use a smaller "
-                "max_tokens, stream the answer (--stream), or raise the timeout (timeout=...)."
+                "max_tokens, stream the answer (--stream), or wait longer (--timeout SECONDS, or "
+                "timeout=... in Python)."
             )
         if isinstance(error, HfHubHTTPError) and getattr(error, "response", None) is not None:
             status = error.response.status_code
@@ -412,6 +416,8 @@ class ChatClientLLM:
                 f"and the generation parameters.{detail}",
                 status,
             )
+        if isinstance(error, json.JSONDecodeError):
+            return self._not_openai("its reply is not JSON")
         if isinstance(error, TextGenerationError):
             return LLMServerError(f"{self.where} reported an error while generating: {_short(str(error))}")
         if isinstance(error, httpx2.TransportError):
@@ -420,6 +426,12 @@ class ChatClientLLM:
                 "and that the address is right."
             )
         return None
+
+    def _not_openai(self, what: str) -> LLMServerError:
+        return LLMServerError(
+            f"The server at {self.where} did not return an OpenAI-compatible reply ({what}). Check that "
+            "LLM_BASE_URL is the address of its OpenAI-compatible API (often ending in /v1)."
+        )
 
     def _raise_translated(self, error: Exception) -> None:
         """Raise the LLMError for `error`, or `error` itself when it is not one we know."""
@@ -498,17 +510,26 @@ class ChatClientLLM:
         def pieces() -> Iterator[str]:
             with self._client() as client:
                 events = self._call(client, messages, True, params)
+                seen = {"events": 0, "choices": 0}
                 try:
                     for event in events:
+                        seen["events"] += 1
                         if getattr(event, "usage", None):
                             state["usage"] = _usage(event.usage)
                         for choice in event.choices or ():
+                            seen["choices"] += 1
                             if choice.finish_reason:
                                 state["finish_reason"] = choice.finish_reason
                             if choice.delta and choice.delta.content:
                                 yield choice.delta.content
                 except Exception as error:  # noqa: BLE001 - translated if known, re-raised as is if not
                     self._raise_translated(error)
+                # A stream that ends without any answer event is a wrong address or a broken server,
+                # not an empty answer.
+                if not seen["events"]:
+                    raise self._not_openai("no answer events in the stream")
+                if not seen["choices"]:
+                    raise LLMServerError(f"{self.where} sent a reply without any answer in it (no choices).")
 
         def finish(text: str) -> Answer:
             return make_answer(
@@ -581,6 +602,12 @@ class OpenAICompatibleLLM(ChatClientLLM):
             raise ValueError(
                 "An OpenAI-compatible backend needs the server's address: set LLM_BASE_URL "
                 "(e.g. http://localhost:11434/v1 for Ollama)."
+            )
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc.rpartition("@")[2]:
+            raise ValueError(
+                f"LLM_BASE_URL must be the http(s) address of an OpenAI-compatible server, such as "
+                f"http://localhost:11434/v1 (Ollama); got {safe_url(base_url)!r}."
             )
         super().__init__(model, base_url=base_url, api_key=api_key or Secret(NO_KEY), **options)
         self._has_key = bool(api_key)
@@ -699,6 +726,15 @@ def get_llm(
             api_key=settings.llm_api_key,
             **options,
         )
+    if choice == "local":
+        from .local_llm import LOCAL_MODEL_NAME, LocalLLM
+
+        if model and model != LOCAL_MODEL_NAME:
+            raise ValueError(
+                f"The local backend runs only {LOCAL_MODEL_NAME}, not {model!r}; serve another model "
+                "with an OpenAI-compatible server (LLM_BASE_URL) and use the openai backend."
+            )
+        return LocalLLM(device=settings.device, **options)
     if embedding_model is None:
         from .embeddings import load_embedding_model
 

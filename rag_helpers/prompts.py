@@ -201,7 +201,8 @@ def build_prompt(
     if count == 0 and not fits(0):
         raise ValueError(
             f"The prompt budget ({budget}) is too small even for the question and instructions "
-            f"({messages_length(make(question, [], system, len(kept), None), length)}); raise `budget`."
+            f"({messages_length(make(question, [], system, len(kept), None), length)}); raise it "
+            "(`ask --budget N`, or budget=... in Python) or shorten the question."
         )
     if not truncated:
         messages = make(question, kept[:count], system, len(kept) - count, None)

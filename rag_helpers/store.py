@@ -3,13 +3,17 @@
 `ingest` is idempotent: it compares each chunk's id and metadata (which holds a content hash)
 with what the collection already stores, embeds only new or changed text, replaces a changed
 document's chunks without leaving stale ones behind, and commits batch by batch, so an
-interrupted run resumes where it stopped.
+interrupted run resumes where it stopped. It refuses what would lose data by mistake: a prune of
+most of the collection, or a folder other than the one the collection was built from.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import tempfile
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +30,7 @@ from tqdm.auto import tqdm
 
 from .chunking import Chunk, Splitter, chunk_documents
 from .config import SAMPLE_CORPUS_DIR, Settings
-from .documents import Document, load_documents
+from .documents import Document, DocumentFolder, scan_folder
 from .embeddings import embed, load_embedding_model
 
 DISTANCES = ("l2", "cosine", "ip")
@@ -39,6 +43,12 @@ DEFAULT_INGEST_BATCH_SIZE = 256
 # Metadata keys `ingest` writes next to each document's own metadata.
 CHUNK_KEYS = ("document_id", "chunk_index", "start", "end", "content_hash")
 
+# Collection metadata key holding the absolute path of the folder the collection was built from.
+ROOT_KEY = "source_root"
+
+# A prune that would remove more than this share of the collection needs force=True (--force).
+MAX_PRUNE_SHARE = 0.5
+
 
 class ChromaConnectionError(ConnectionError):
     """The Chroma server named in the settings could not be reached."""
@@ -46,6 +56,18 @@ class ChromaConnectionError(ConnectionError):
 
 class CollectionNotFoundError(ValueError):
     """The collection asked for does not exist yet."""
+
+
+class IndexNotFoundError(FileNotFoundError):
+    """A command that only reads was pointed at a folder that holds no index."""
+
+
+class PruneRefusedError(ValueError):
+    """A prune would remove most (or all) of a collection; nothing was changed."""
+
+
+class OtherRootError(ValueError):
+    """The collection was built from another folder; ingesting this one would duplicate documents."""
 
 
 # --- Embedding function ----------------------------------------------------------------------
@@ -117,8 +139,12 @@ def _chroma_settings() -> ChromaSettings:
     return ChromaSettings(anonymized_telemetry=False)
 
 
-def get_client(settings: Settings | None = None) -> ClientAPI:
-    """An embedded `PersistentClient` at `chroma_path`, or an `HttpClient` when `chroma_host` is set."""
+def get_client(settings: Settings | None = None, create: bool = True) -> ClientAPI:
+    """An embedded `PersistentClient` at `chroma_path`, or an `HttpClient` when `chroma_host` is set.
+
+    With `create=False` (commands that only read) a missing embedded index raises
+    `IndexNotFoundError` instead of creating an empty one.
+    """
     settings = settings or Settings.load()
     if settings.chroma_host:
         host, port = settings.chroma_host, settings.chroma_port
@@ -133,8 +159,57 @@ def get_client(settings: Settings | None = None) -> ClientAPI:
             ) from None
         return client
     path = Path(settings.chroma_path).expanduser()
-    path.mkdir(parents=True, exist_ok=True)
+    if path.exists() and not path.is_dir():
+        raise NotADirectoryError(
+            f"The index path {path} is a file, not a folder. Pass --db (or CHROMA_PATH) a folder: "
+            "an existing index, or a new folder to create one."
+        )
+    if not create and not (path / "chroma.sqlite3").is_file():
+        what = "is not a Chroma index (no chroma.sqlite3 in it)" if path.is_dir() else "does not exist"
+        raise IndexNotFoundError(
+            f"No index at {path}: the folder {what}. Pass --db the folder you ingested into, "
+            f"or build it first: `python -m rag_helpers ingest DIR --db {path}`."
+        )
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise NotADirectoryError(
+            f"Cannot create the index folder {path} ({error.strerror or error}). "
+            "Pass --db a folder you can write to."
+        ) from None
     return chromadb.PersistentClient(path=str(path), settings=_chroma_settings())
+
+
+def index_location(settings: Settings) -> str:
+    """Where the settings' index lives, for messages: the server address or the folder."""
+    if settings.chroma_host:
+        return f"http://{settings.chroma_host}:{settings.chroma_port}"
+    return str(Path(settings.chroma_path).expanduser().resolve())
+
+
+@contextlib.contextmanager
+def ingest_lock(settings: Settings, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
+    """Hold the lock of the settings' index while ingesting; a second ingest waits for the first.
+
+    It waits before reading what is stored, so it then skips every batch the first one committed.
+    The lock is a file in the temporary folder: it covers the processes of one machine (an
+    embedded index is only safe there anyway; for a shared server, ingest from one machine).
+    """
+    import fcntl  # POSIX only, like the course
+
+    key = hashlib.sha256(index_location(settings).encode()).hexdigest()[:16]
+    path = Path(tempfile.gettempdir()) / f"rag_helpers-ingest-{key}.lock"
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if on_wait is not None:
+                on_wait()
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _check_distance(distance: str) -> str:
@@ -263,16 +338,22 @@ class IngestReport:
     embed_seconds: float = 0.0
     write_seconds: float = 0.0
     total_seconds: float = 0.0
+    # Files of the folder that were not indexed, as {"id", "reason"} (see documents.SkippedFile).
+    skipped_files: list[dict[str, str]] = field(default_factory=list)
 
     def summary(self) -> str:
-        """One line for people."""
-        return (
+        """One line for people, then one line per skipped file."""
+        line = (
             f"{self.collection}: {self.chunks} chunks -> {self.added} added, {self.updated} updated, "
             f"{self.skipped} skipped, {self.removed} removed; {self.count} in the collection. "
             f"Embedding {self.embed_seconds:.1f}s ({self.embedded} chunks), "
             f"writing {self.write_seconds:.1f}s, "
             f"total {self.total_seconds:.1f}s."
         )
+        if not self.skipped_files:
+            return line
+        files = [f"  {item['id']}: {item['reason']}" for item in self.skipped_files]
+        return "\n".join([line, f"{len(files)} file(s) not indexed:", *files])
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -334,6 +415,27 @@ def _check_model(collection: Collection, model: Any) -> None:
         )
 
 
+def needs_model(
+    client: ClientAPI, name: str, chunks: Sequence[Chunk], model_name: str, distance: str = "l2"
+) -> bool:
+    """Whether ingesting `chunks` into collection `name` must load the model (no torch needed to decide).
+
+    False only when the collection exists, was built with `model_name` and `distance`, and stores
+    every chunk's id with the same content hash: `ingest(..., model=None)` then only relabels,
+    deletes and reports. Anything else (a new collection, new or changed text, a mismatch that
+    `get_collection` reports) needs the model.
+    """
+    try:
+        collection = client.get_collection(name, embedding_function=None)
+    except (NotFoundError, InvalidArgumentError, ValueError):
+        return True
+    config = (_persisted_function(collection) or {}).get("config") or {}
+    if config.get("model_name") != model_name or collection_distance(collection) != distance:
+        return True
+    stored = existing_metadata(collection)
+    return any((stored.get(c.id) or {}).get("content_hash") != c.content_hash for c in chunks)
+
+
 def ingest(
     collection: Collection,
     chunks: Iterable[Chunk],
@@ -341,18 +443,117 @@ def ingest(
     batch_size: int | None = None,
     progress: bool = True,
     prune: bool = False,
-    documents: Iterable[str | Document] | None = None,
+    documents: DocumentFolder | Iterable[str | Document] | None = None,
+    force: bool = False,
+    allow_other_root: bool = False,
 ) -> IngestReport:
     """Embed and upsert chunks in batches, skipping what is already stored unchanged.
 
     A document's chunks are replaced as a whole: ids it no longer produces are deleted.
+    `model` may be None when `needs_model` said nothing needs embedding (no torch is loaded then).
     `documents` names the documents of the corpus (default: those of `chunks`); one listed with
-    no chunks has its old chunks removed. `prune=True` also removes chunks of every document not
-    in the corpus. Each batch is committed on its own, so a failed run keeps its finished batches
-    and the next run embeds only what is still missing.
+    no chunks has its old chunks removed. Pass the `DocumentFolder` of `scan_folder` to also
+    remove the chunks of files that became empty or binary (unreadable ones keep theirs), list the
+    skipped files in the report, and tie the collection to that folder: the first ingest records
+    its absolute path in the collection's metadata (`ROOT_KEY`) and another folder raises
+    `OtherRootError` (its ids, relative paths, would duplicate the same files) unless
+    `allow_other_root`. `prune=True` also removes chunks of every document not in the corpus.
+    Removing whole documents raises `PruneRefusedError` (changing nothing) when no document was
+    loaded, or, unless `force`, when it would remove more than `MAX_PRUNE_SHARE` of the collection.
+    Each batch is committed on its own, so a failed run keeps its finished batches and the next
+    run embeds only what is still missing; a lost server connection raises `ChromaConnectionError`.
     """
+    try:
+        return _ingest(
+            collection, list(chunks), model, batch_size, progress, prune, documents, force, allow_other_root
+        )
+    except Exception as error:
+        if not _is_connection_error(error):
+            raise
+        raise ChromaConnectionError(
+            f"Lost the connection to the Chroma server while ingesting into {collection.name!r} "
+            f"({type(error).__name__}). Every batch written before is kept: restart the server "
+            "(`chroma run --path ... --port ...`) and run the same ingest again to add the rest."
+        ) from None
+
+
+def _is_connection_error(error: BaseException) -> bool:
+    import httpx
+
+    return isinstance(error, (httpx.TransportError, ConnectionError))
+
+
+def check_root(collection: Collection, root: str | Path, allow_other_root: bool = False) -> None:
+    """Record `root` as the collection's source folder, or raise `OtherRootError` if it has another."""
+    root = str(Path(root).expanduser().resolve())
+    metadata = dict(collection.metadata or {})
+    recorded = metadata.get(ROOT_KEY)
+    if recorded is None:
+        collection.modify(metadata={**metadata, ROOT_KEY: root})
+    elif recorded != root and not allow_other_root:
+        raise OtherRootError(
+            f"Collection {collection.name!r} was built from {recorded}, not {root}: document ids are "
+            "paths inside the folder, so the same files ingested from another folder would be stored "
+            "twice. Ingest the same folder again, use another collection (--collection NAME), or pass "
+            "--allow-other-root (allow_other_root=True) to mix folders."
+        )
+
+
+def _corpus(
+    chunks: Sequence[Chunk], documents: DocumentFolder | Iterable[str | Document] | None
+) -> tuple[set[str], set[str], int, list[dict[str, str]]]:
+    """(ids whose old chunks are replaced, ids whose chunks stay, documents loaded, skipped files)."""
+    corpus = {c.document_id for c in chunks}
+    if isinstance(documents, DocumentFolder):
+        corpus.update(d.id for d in documents.documents)
+        corpus.update(s.id for s in documents.skipped if not s.keep_indexed)
+        keep = {s.id for s in documents.skipped if s.keep_indexed}
+        skipped = [{"id": s.id, "reason": s.reason} for s in documents.skipped]
+        return corpus, keep, len(documents.documents), skipped
+    listed = [d.id if isinstance(d, Document) else str(d) for d in documents or ()]
+    corpus.update(listed)
+    loaded = {c.document_id for c in chunks} | {d.id for d in documents or () if isinstance(d, Document)}
+    return corpus, set(), len(loaded), []
+
+
+def _check_removal(
+    stored: dict[str, dict[str, Any]], vanishing: list[str], loaded: int, force: bool, prune: bool
+) -> None:
+    """Refuse to remove whole documents when nothing was loaded, or most of the collection unless `force`."""
+    if not vanishing:
+        return
+    verb = "prune" if prune else "remove"
+    if loaded == 0:
+        raise PruneRefusedError(
+            f"Refusing to {verb}: no document was loaded, so {len(vanishing)} of the collection's "
+            f"{len(stored)} chunks would be removed; nothing was changed. Check the folder; to empty "
+            "the collection on purpose, delete it instead."
+        )
+    share = len(vanishing) / len(stored)
+    if force or share <= MAX_PRUNE_SHARE:
+        return
+    gone = sorted({str(stored[i].get("document_id", i)) for i in vanishing})
+    examples = ", ".join(gone[:3]) + (", ..." if len(gone) > 3 else "")
+    raise PruneRefusedError(
+        f"Refusing to {verb} {len(vanishing)} of the collection's {len(stored)} chunks ({share:.0%}), from "
+        f"{len(gone)} documents no longer in this folder or no longer readable as text ({examples}); "
+        "nothing was changed. Check that this is the folder the collection was built from; to remove "
+        "them anyway, add --force (force=True)."
+    )
+
+
+def _ingest(
+    collection: Collection,
+    chunks: list[Chunk],
+    model: Any,
+    batch_size: int | None,
+    progress: bool,
+    prune: bool,
+    documents: DocumentFolder | Iterable[str | Document] | None,
+    force: bool,
+    allow_other_root: bool,
+) -> IngestReport:
     started = time.perf_counter()
-    chunks = list(chunks)
     _check_model(collection, model)
     limit = max_batch_size(collection)
     if batch_size is not None and batch_size <= 0:
@@ -368,6 +569,11 @@ def ingest(
             f"Duplicate chunk ids {duplicates[:3]}: two documents share an id or were chunked twice. "
             "Chunk each document once, with unique document ids."
         )
+    if not isinstance(documents, (DocumentFolder, type(None))):
+        documents = list(documents)
+    corpus, keep, loaded, report.skipped_files = _corpus(chunks, documents)
+    if isinstance(documents, DocumentFolder):
+        check_root(collection, documents.root, allow_other_root)
 
     # Compare with what is stored: new text is embedded, changed metadata alone is only rewritten.
     stored = existing_metadata(collection, page_size=limit)
@@ -389,18 +595,25 @@ def ingest(
         else:
             to_embed.append((chunk, cleared))
     report.scan_seconds = time.perf_counter() - started
+    if to_embed and model is None:
+        raise ValueError(
+            f"{len(to_embed)} chunks of {collection.name!r} are new or changed (the collection changed "
+            "since it was checked?) and no embedding model was given; run the ingest again."
+        )
 
-    corpus = {c.document_id for c in chunks}
-    corpus.update(d.id if isinstance(d, Document) else str(d) for d in documents or ())
     new_ids = set(ids)
-    stale = [
-        chunk_id
-        for chunk_id, meta in stored.items()
-        if chunk_id not in new_ids and (prune or meta.get("document_id") in corpus)
+    outdated = [i for i, meta in stored.items() if i not in new_ids and meta.get("document_id") in corpus]
+    pruned = [
+        i for i, meta in stored.items()
+        if prune and i not in new_ids and meta.get("document_id") not in corpus | keep
     ]
+    # Whole documents disappearing (not a document's old chunks replaced by new ones) is checked.
+    chunked = {c.document_id for c in chunks}
+    vanishing = [i for i in outdated + pruned if stored[i].get("document_id") not in chunked]
+    _check_removal(stored, vanishing, loaded, force, prune)
 
     tick = time.perf_counter()
-    for batch in _batches(stale, limit):
+    for batch in _batches(outdated + pruned, limit):
         collection.delete(ids=list(batch))
         report.removed += len(batch)
     for batch in _batches(to_relabel, size):
@@ -448,17 +661,18 @@ def ensure_index(
     """Build or refresh the index of `corpus_dir` in the configured collection; cheap when nothing changed.
 
     Returns `(collection, model)`. The collection then holds exactly the folder's current chunks
-    (ingest with `prune=True`).
+    (ingest with `prune=True`); it refuses a collection built from another folder (`OtherRootError`).
     """
     settings = settings or Settings.load()
     if model is None:
         model = load_embedding_model(
             settings.embedding_model, device=settings.device, precision=settings.precision
         )
-    collection = get_collection(get_client(settings), settings.collection, model)
-    docs = load_documents(corpus_dir, progress=None if progress else False)
-    chunks = chunk_documents(docs, splitter)
-    ingest(collection, chunks, model, progress=progress, prune=True, documents=docs)
+    folder = scan_folder(corpus_dir, progress=None if progress else False)
+    chunks = chunk_documents(folder.documents, splitter)
+    with ingest_lock(settings):
+        collection = get_collection(get_client(settings), settings.collection, model)
+        ingest(collection, chunks, model, progress=progress, prune=True, documents=folder)
     return collection, model
 
 

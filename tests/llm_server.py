@@ -26,6 +26,8 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     usage: dict | None = None
     stream_error: str | None = None  # end the stream with an error event instead of finishing
+    raw: str | None = None  # send this body as is (malformed replies), with `content_type`
+    content_type: str = "text/event-stream"
 
 
 @dataclass
@@ -105,6 +107,14 @@ class FakeServer:
     def respond(self, handler: BaseHTTPRequestHandler, reply: Reply, payload: dict) -> None:
         if reply.delay:
             time.sleep(reply.delay)
+        if reply.raw is not None:
+            body = reply.raw.encode()
+            handler.send_response(reply.status)
+            handler.send_header("content-type", reply.content_type)
+            handler.send_header("content-length", str(len(body)))
+            handler.end_headers()
+            handler.wfile.write(body)
+            return
         if reply.pieces is not None and reply.status == 200:
             handler.send_response(200)
             handler.send_header("content-type", "text/event-stream")

@@ -143,8 +143,10 @@ def test_query_runs_as_a_module_in_a_fresh_process(capsys, corpus, index_args):
 
 def test_errors_are_one_clear_line(capsys, corpus, index_args, tmp_path):
     code, _, err = run(capsys, "query", "anything", *index_args)
-    assert code == 2 and "No collection named 'cli_test'" in err and "ingest" in err
+    assert code == 2 and "No index at" in err and "ingest" in err
     assert ingest(capsys, corpus, index_args)[0] == 0
+    code, _, err = run(capsys, "query", "anything", *index_args[:2], "--collection", "other")
+    assert code == 2 and "No collection named 'other'" in err and "ingest" in err
     code, _, err = run(capsys, "query", "   ", *index_args)
     assert code == 2 and "query is empty" in err
     code, _, err = run(capsys, "ingest", corpus, *index_args, "--chunk-size", 10, "--chunk-overlap", 10)

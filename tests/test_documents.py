@@ -77,7 +77,7 @@ def test_empty_files_are_skipped_with_a_warning(tmp_path: Path):
     write(tmp_path / "real.txt", "content")
     with pytest.warns(DocumentLoadWarning) as caught:
         docs = load_documents(tmp_path)
-    assert sorted(str(w.message) for w in caught) == ["Skipped empty file: blank.txt", "Skipped empty file: empty.txt"]
+    assert sorted(str(w.message) for w in caught) == ["Skipped blank.txt: empty file", "Skipped empty.txt: empty file"]
     assert [d.id for d in docs] == ["real.txt"]
 
 

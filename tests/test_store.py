@@ -314,8 +314,11 @@ def test_batches_never_exceed_the_clients_max_batch_size(collection, model, monk
     assert len(store.existing_metadata(collection)) == len(chunks)
     assert set(sizes["get"]) == {limit}
 
-    report = store.ingest(collection, [], model, prune=True, progress=False)
-    assert report.removed == len(chunks) and max(sizes["delete"]) <= limit and collection.count() == 0
+    # Pruning all but one document deletes in batches of the limit too (force: it is most of the collection).
+    kept = [c for c in chunks if c.document_id == "kitchen.md"]
+    report = store.ingest(collection, kept, model, prune=True, force=True, progress=False)
+    assert report.removed == len(chunks) - len(kept) > limit
+    assert max(sizes["delete"]) <= limit and collection.count() == len(kept)
 
 
 def test_bad_input_is_refused(collection, model):
