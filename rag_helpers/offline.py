@@ -216,10 +216,25 @@ def chunk_sentences(text: str, starts_document: bool = False) -> list[Sentence]:
         first = sentences[0].text[:1]
         starts_cleanly = first.isupper() or first.isdigit() or first in "#|*-•\"'“‘([€£$"
         if not starts_document and not starts_cleanly:
-            sentences[0] = replace(sentences[0], partial_start=True)
+            sentences[0] = _drop_cut_word(replace(sentences[0], partial_start=True), text, at_start=True)
         if not re.search(r"[.!?:)|*\"'”’]\s*$", sentences[-1].text):
-            sentences[-1] = replace(sentences[-1], partial_end=True)
+            sentences[-1] = _drop_cut_word(replace(sentences[-1], partial_end=True), text, at_start=False)
     return sentences
+
+
+def _drop_cut_word(sentence: Sentence, text: str, at_start: bool) -> Sentence:
+    """The sentence without the word the chunk boundary may have cut ("wil" of "will"), so that
+    quotes and highlights start and end on whole words; unchanged when that would leave nothing."""
+    start, end = sentence.start, sentence.end
+    if at_start and text[start : start + 1].isalnum():
+        match = re.compile(r"\S*\s+").match(text, start, end)
+        start = match.end() if match else start
+    elif not at_start and text[end - 1 : end].isalnum():
+        match = re.search(r"\s+\S*$", text[start:end])
+        end = start + match.start() if match else end
+    if start >= end or start == sentence.start and end == sentence.end:
+        return sentence
+    return replace(sentence, text=text[start:end], start=start, end=end)
 
 
 @dataclass(frozen=True)
@@ -264,6 +279,10 @@ def _chunk_relevance(chunks: Sequence[Any], number: int) -> float:
 
 def _display(sentence: Sentence) -> str:
     text = " ".join(sentence.text.split())
+    if sentence.kind == "table":
+        # A table row reads as "London: £185", not "| London | £185 |".
+        cells = [cell.strip() for cell in text.strip().strip("|").split("|") if cell.strip()]
+        text = f"{cells[0]}: {', '.join(cells[1:])}" if len(cells) > 1 else " ".join(cells)
     if sentence.partial_start:
         text = "…" + text
     if sentence.partial_end:

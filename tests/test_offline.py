@@ -175,7 +175,7 @@ def test_answer_quotes_the_right_sentence_with_its_citation_and_span(answerer):
 def test_a_table_row_is_quoted_with_its_lead_in(answerer):
     chunks = retrieved([DOC_2024])
     result = answerer.answer("What is the nightly hotel cap in London?", chunks)
-    assert "| London | £185 |" in result.text
+    assert "London: £185" in result.text and "|" not in result.text  # a row reads as text, not markdown
     # The lead-in that says what the table is comes first, once, and is highlighted too.
     assert result.text.count("The **nightly cap** for a standard room is:") == 1
     spans = [POLICY_2024[a:b] for a, b in result.highlights[1]]
@@ -297,3 +297,30 @@ def test_stream_answer_carries_the_budget_note(model):
     )
     text = "".join(stream)
     assert text == stream.answer.text and "left out" in stream.answer.notes[0]
+
+
+def test_a_chunk_boundary_never_leaves_half_a_word_in_a_quote():
+    # A character splitter cut "will" at the start and "with a" at the end of this chunk.
+    text = "l be working. The battery lasts 14 hours. It ships with a"
+    sentences = chunk_sentences(text, starts_document=False)
+    first, last = sentences[0], sentences[-1]
+    assert (first.text, first.partial_start) == ("be working.", True)
+    assert (last.text, last.partial_end) == ("It ships with", True)
+    assert all(text[s.start : s.end] == s.text for s in sentences)  # offsets still point at the text
+    # A whole first word that merely starts lowercase is dropped too: the chunk cannot tell the two apart.
+    assert chunk_sentences("ok, then. Next one.", starts_document=False)[0].text == "then."
+    # Nothing is trimmed at the start of a document, or when nothing would be left.
+    assert chunk_sentences("l be working.", starts_document=True)[0].text == "l be working."
+    assert chunk_sentences("word", starts_document=False)[0].text == "word"
+
+
+def test_highlights_of_a_cut_sentence_start_and_end_on_word_boundaries(answerer):
+    document = "The gateway keeps readings. The battery lasts 14 hours without mains power when charged."
+    start = document.index("ttery")  # the chunk starts mid-word and ends mid-word
+    metadata = {"document_id": "gateway.md", "start": start}
+    chunk = RetrievedChunk("gateway.md_1", document[start:-12], 0.3, 0.85, metadata)
+    result = answerer.answer("How long does the battery last?", [chunk])
+    assert result.found
+    for a, b in result.highlights[1]:
+        assert not (document[a - 1].isalnum() and document[a].isalnum()), document[a - 5 : b]
+        assert not (document[b - 1].isalnum() and document[b].isalnum()), document[a : b + 5]
