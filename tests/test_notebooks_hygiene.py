@@ -170,3 +170,40 @@ def test_listed_in_readme_notebook_map(path):
     assert readme_path.is_file(), "README.md is missing; it should hold the notebook map"
     readme = readme_path.read_text(encoding="utf-8")
     assert path.name in readme, f"README.md's notebook map does not mention {path.name}"
+
+
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+
+
+def _widget_views(nb: nbformat.NotebookNode) -> list[str]:
+    """The model ids of every widget displayed in the notebook's outputs (apps, progress bars)."""
+    return [
+        output.data[WIDGET_VIEW]["model_id"]
+        for cell in _code_cells(nb)
+        for output in cell.get("outputs", [])
+        if WIDGET_VIEW in output.get("data", {})
+    ]
+
+
+WIDGET_NOTEBOOKS = [path for path in NOTEBOOKS if _widget_views(_read(path))]
+
+
+@pytest.mark.parametrize("path", WIDGET_NOTEBOOKS, ids=_ids(WIDGET_NOTEBOOKS))
+def test_widget_outputs_carry_their_saved_state(path):
+    # Without the state in the metadata, JupyterLab shows "VBox(children=..." or a bar stuck at 0%
+    # until the notebook is run again; `make notebooks` saves it.
+    nb = _read(path)
+    state = nb.metadata.get("widgets", {}).get(WIDGET_STATE, {}).get("state", {})
+    missing = [model_id for model_id in _widget_views(nb) if model_id not in state]
+    assert not missing, (
+        f"{path.name}: {len(missing)} displayed widgets have no saved state; run make notebooks NB={path.name[:2]}"
+    )
+    # A displayed model's children must be saved too, or the view cannot be rebuilt.
+    references = {
+        value[len("IPY_MODEL_") :]
+        for model in state.values()
+        for value in json.dumps(model.get("state", {})).split('"')
+        if value.startswith("IPY_MODEL_")
+    }
+    assert references <= set(state), f"{path.name}: saved widgets refer to models that were not saved"
