@@ -10,7 +10,7 @@ KERNEL_NAME := rag-course
 SETUP_HASH := $(shell cat requirements.txt pyproject.toml | sha256sum | cut -c1-16)
 STAMP := $(VENV)/.setup-$(SETUP_HASH)
 
-.PHONY: setup lab test bench clean-index
+.PHONY: setup lab test bench notebooks clean-index
 
 setup: $(STAMP)
 
@@ -25,11 +25,24 @@ $(STAMP): requirements.txt pyproject.toml
 	touch $@
 	@echo "Set-up complete: $(VENV) with pinned requirements, rag_helpers and the '$(KERNEL_NAME)' kernel."
 
+# LAB_ARGS passes options through, e.g. make lab LAB_ARGS="--no-browser --ip 0.0.0.0"; as root
+# (containers) Jupyter refuses to start without --allow-root, so it is added then.
+LAB_ARGS ?=
+ROOT_ARGS := $(if $(filter 0,$(shell id -u)),--allow-root,)
+
+# The course's own notebooks are trusted first: JupyterLab displays saved widgets (the app, progress
+# bars) only in trusted notebooks, and shows their text fallback otherwise.
 lab: setup
-	$(BIN)/jupyter lab --notebook-dir=notebooks
+	$(BIN)/jupyter trust $(wildcard notebooks/*.ipynb notebooks/solutions/*.ipynb) >/dev/null
+	$(BIN)/jupyter lab --notebook-dir=notebooks $(ROOT_ARGS) $(LAB_ARGS)
 
 test: setup
 	$(BIN)/python -m pytest
+
+# Re-execute the notebooks in place from a clean state (fresh temporary index), saving widget state;
+# NB="05 12" runs only the notebooks whose names start so.
+notebooks: setup
+	$(BIN)/python scripts/run_notebooks.py $(NB)
 
 bench: setup
 	$(BIN)/python bench/embedding.py
