@@ -243,7 +243,9 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     import json
 
     from .chunking import CharacterSplitter, chunk_documents
-    from .documents import scan_folder
+    import warnings
+
+    from .documents import DocumentLoadWarning, scan_folder
     from .embeddings import describe_model, load_embedding_model
     from .store import get_client, get_collection, ingest, ingest_lock, needs_model, open_collection
 
@@ -253,7 +255,13 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
         quiet_libraries()
     settings = settings_from_args(args)
     splitter = CharacterSplitter(args.chunk_size, args.chunk_overlap)
-    folder = scan_folder(args.directory, progress=None if not args.quiet else False, follow_links=args.follow_links)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DocumentLoadWarning)
+        folder = scan_folder(
+            args.directory, progress=None if not args.quiet else False, follow_links=args.follow_links
+        )
+    for warning in caught:  # one plain line each, as they are found; the summary lists skipped files again
+        print(f"warning: {warning.message}", file=sys.stderr)
     documents = folder.documents
     chunks = chunk_documents(documents, splitter)
 

@@ -105,7 +105,7 @@ def stored_documents(db: Path) -> dict[str, int]:
 
 
 def one_line_error(err: str) -> str:
-    lines = [line for line in err.splitlines() if line.strip()]
+    lines = [line for line in err.splitlines() if line.strip() and not line.startswith("warning: ")]
     assert "Traceback" not in err
     assert len(lines) == 1 and lines[0].startswith("error: "), err
     return lines[0]
@@ -247,6 +247,7 @@ def test_human_summary_lists_skipped_files(capsys, tmp_path, model):
     )
     assert code == 0, err
     assert "1 file(s) not indexed:\n  b.txt: binary content (NUL bytes)" in out
+    assert err.startswith("warning: Skipped b.txt: binary content (NUL bytes)") and "Warning:" not in err
 
 
 # --- 5. credentials inside LLM_BASE_URL ----------------------------------------------------------
