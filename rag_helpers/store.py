@@ -478,9 +478,10 @@ def ingest(
 
 
 def _is_connection_error(error: BaseException) -> bool:
-    import httpx
-
-    return isinstance(error, (httpx.TransportError, ConnectionError))
+    """A refused or lost connection: Python's own, or a transport error of httpx (Chroma's HTTP client)."""
+    return isinstance(error, ConnectionError) or any(
+        cls.__module__ == "httpx" and cls.__name__ == "TransportError" for cls in type(error).__mro__
+    )
 
 
 def check_root(collection: Collection, root: str | Path, allow_other_root: bool = False) -> None:
