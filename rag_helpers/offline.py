@@ -223,13 +223,14 @@ def chunk_sentences(text: str, starts_document: bool = False) -> list[Sentence]:
 
 
 def _drop_cut_word(sentence: Sentence, text: str, at_start: bool) -> Sentence:
-    """The sentence without the word the chunk boundary may have cut ("wil" of "will"), so that
-    quotes and highlights start and end on whole words; unchanged when that would leave nothing."""
+    """The sentence without the word the chunk boundary cut ("wil" of "will"), so that quotes and
+    highlights start and end on whole words. A word with white space between it and the chunk's edge
+    is whole; one touching the edge may be cut. Unchanged when that would leave nothing."""
     start, end = sentence.start, sentence.end
-    if at_start and text[start : start + 1].isalnum():
+    if at_start and start == 0 and text[:1].isalnum():
         match = re.compile(r"\S*\s+").match(text, start, end)
         start = match.end() if match else start
-    elif not at_start and text[end - 1 : end].isalnum():
+    elif not at_start and end == len(text) and text[end - 1 : end].isalnum():
         match = re.search(r"\s+\S*$", text[start:end])
         end = start + match.start() if match else end
     if start >= end or start == sentence.start and end == sentence.end:
