@@ -247,7 +247,15 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
 
     from .documents import DocumentLoadWarning, scan_folder
     from .embeddings import describe_model, load_embedding_model
-    from .store import get_client, get_collection, ingest, ingest_lock, needs_model, open_collection
+    from .store import (
+        check_root_early,
+        get_client,
+        get_collection,
+        ingest,
+        ingest_lock,
+        needs_model,
+        open_collection,
+    )
 
     if args.batch_size is not None and args.batch_size < 1:
         raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
@@ -276,6 +284,7 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     # Under the lock, what a concurrent ingest committed is read as stored and not embedded again.
     with ingest_lock(settings, on_wait=say_waiting):
         client = get_client(settings)
+        check_root_early(client, settings.collection, folder.root, args.allow_other_root)
         # Decided from content hashes before torch is imported: an unchanged re-run loads no model.
         if needs_model(client, settings.collection, chunks, settings.embedding_model, args.distance):
             model = load_embedding_model(

@@ -484,13 +484,19 @@ def _is_connection_error(error: BaseException) -> bool:
     )
 
 
-def check_root(collection: Collection, root: str | Path, allow_other_root: bool = False) -> None:
-    """Record `root` as the collection's source folder, or raise `OtherRootError` if it has another."""
+def check_root(
+    collection: Collection, root: str | Path, allow_other_root: bool = False, record: bool = True
+) -> None:
+    """Record `root` as the collection's source folder, or raise `OtherRootError` if it has another.
+
+    `record=False` only checks (e.g. before loading the model, with a collection opened without one).
+    """
     root = str(Path(root).expanduser().resolve())
     metadata = dict(collection.metadata or {})
     recorded = metadata.get(ROOT_KEY)
     if recorded is None:
-        collection.modify(metadata={**metadata, ROOT_KEY: root})
+        if record:
+            collection.modify(metadata={**metadata, ROOT_KEY: root})
     elif recorded != root and not allow_other_root:
         raise OtherRootError(
             f"Collection {collection.name!r} was built from {recorded}, not {root}: document ids are "
@@ -498,6 +504,15 @@ def check_root(collection: Collection, root: str | Path, allow_other_root: bool 
             "twice. Ingest the same folder again, use another collection (--collection NAME), or pass "
             "--allow-other-root (allow_other_root=True) to mix folders."
         )
+
+
+def check_root_early(client: ClientAPI, name: str, root: str | Path, allow_other_root: bool = False) -> None:
+    """`check_root` without a model, before loading one: a collection that does not exist yet passes."""
+    try:
+        collection = client.get_collection(name, embedding_function=None)
+    except (NotFoundError, InvalidArgumentError, ValueError):
+        return
+    check_root(collection, root, allow_other_root, record=False)
 
 
 def _corpus(

@@ -157,11 +157,19 @@ def test_a_small_prune_needs_no_force(capsys, corpus, tmp_path, model):
 # --- 2. another root for the same collection ------------------------------------------------------
 
 
-def test_a_sub_folder_of_the_ingested_root_is_refused_not_duplicated(capsys, corpus, tmp_path, model):
+def test_a_sub_folder_of_the_ingested_root_is_refused_not_duplicated(
+    capsys, corpus, tmp_path, model, monkeypatch
+):
     db = tmp_path / "db"
     code, first, _ = ingest(capsys, corpus, db)
     assert code == 0
-    code, _, err = ingest(capsys, corpus / "engineering", db)
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was loaded before the folder was checked")
+
+    with monkeypatch.context() as patch:  # refused before the model loads
+        patch.setattr("rag_helpers.embeddings.load_embedding_model", no_model)
+        code, _, err = ingest(capsys, corpus / "engineering", db)
     assert code == 2
     message = one_line_error(err)
     assert f"was built from {corpus.resolve()}, not {(corpus / 'engineering').resolve()}" in message
