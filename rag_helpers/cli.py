@@ -210,10 +210,10 @@ def _add_ingest(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--allow-other-root", action="store_true",
-        help="ingest DIR even though the collection was built from another folder (ids may then repeat files)",
+        help="ingest DIR although the collection was built from another folder (files may then repeat)",
     )
     parser.add_argument(
-        "--follow-links", action="store_true", help="also load files and folders that links lead to outside DIR"
+        "--follow-links", action="store_true", help="also load what links lead to outside DIR"
     )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--quiet", action="store_true", help="no progress bars or library loading messages")
@@ -475,7 +475,7 @@ def _add_ask(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-tokens", type=int, metavar="N", help="longest answer in tokens (default 1024)")
     parser.add_argument("--top-p", type=float, help="nucleus sampling (default 0.7)")
     parser.add_argument(
-        "--timeout", type=float, metavar="SECONDS", help="how long to wait for the language model (default 120)"
+        "--timeout", type=float, metavar="SECONDS", help="how long to wait for the model's reply (default 120)"
     )
     parser.add_argument(
         "--budget", type=int, metavar="CHARS",
