@@ -1,4 +1,4 @@
-"""Commands that need no model never import torch: checked in fresh processes with `-X importtime`."""
+"""Commands that need no model never import torch or load the model: checked in fresh processes."""
 
 from __future__ import annotations
 
@@ -30,31 +30,53 @@ def run_cli(*argv: object) -> tuple[int, str, list[str]]:
     return done.returncode, done.stdout + "\n".join(errors), heavy
 
 
-def test_help_imports_no_torch():
-    code, out, heavy = run_cli("--help")
-    assert code == 0 and "ingest" in out and "query" in out
-    assert heavy == []
+# Every command here fails on its arguments (exit 2, one line) or only prints help (exit 0).
+NO_MODEL_COMMANDS = [
+    (["--help"], 0, "ingest"),
+    (["query", "Where is the office?", "-k", "0", "--db", "{db}"], 2, "-k must be at least 1"),
+    (["query", "   ", "--db", "{db}"], 2, "The question is empty"),
+    (["ingest", "{corpus}", "--batch-size", "0", "--db", "{db}"], 2, "--batch-size must be at least 1"),
+    (["ingest", "{corpus}", "--chunk-size", "0", "--db", "{db}"], 2, "chunk"),
+    (["ingest", "{corpus}/missing", "--db", "{db}"], 2, "missing"),
+]
+
+# Runs each command through the CLI's `main` in one process, then reports what got imported.
+WRAPPER = """
+import contextlib, io, json, sys
+from rag_helpers.cli import main
+results = []
+for argv in json.loads(sys.argv[1]):
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(argv)
+        except SystemExit as exit:
+            code = exit.code
+    results.append([code, out.getvalue() + err.getvalue()])
+heavy = [m for m in ("torch", "sentence_transformers", "transformers") if m in sys.modules]
+print(json.dumps({"results": results, "heavy": heavy}))
+"""
 
 
-@pytest.mark.parametrize(
-    "argv, message",
-    [
-        (["query", "Where is the office?", "-k", "0"], "-k must be at least 1"),
-        (["query", "   "], "The question is empty"),
-        (["ingest", "{corpus}", "--batch-size", "0"], "--batch-size must be at least 1"),
-        (["ingest", "{corpus}", "--chunk-size", "0"], "chunk"),
-        (["ingest", "{corpus}/missing"], "missing"),
-    ],
-)
-def test_argument_errors_come_before_any_model_load(tmp_path, argv, message):
+def test_help_and_argument_errors_import_no_torch(tmp_path):
     corpus = tmp_path / "docs"
     corpus.mkdir()
     (corpus / "a.txt").write_text("The office is in Leeds.", encoding="utf-8")
-    argv = [a.format(corpus=corpus) for a in argv]
-    code, out, heavy = run_cli(*argv, "--db", tmp_path / "db")
-    assert code == 2 and "Traceback" not in out
-    assert message in out
-    assert heavy == []
+    db = tmp_path / "db"
+    commands = [[a.format(corpus=corpus, db=db) for a in argv] for argv, _, _ in NO_MODEL_COMMANDS]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "ANONYMIZED_TELEMETRY": "False"}
+    done = subprocess.run(
+        [sys.executable, "-c", WRAPPER, json.dumps(commands)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(done.stdout.splitlines()[-1])
+    for (argv, code, message), (got_code, output) in zip(NO_MODEL_COMMANDS, report["results"], strict=True):
+        assert got_code == code and message in output and "Traceback" not in output, (argv, output)
+    assert report["heavy"] == []
 
 
 @pytest.mark.slow
@@ -77,8 +99,6 @@ def test_an_unchanged_ingest_loads_no_model(tmp_path, model, capsys):
 
     # A changed document needs the model again, and gets exactly its chunks re-embedded.
     (corpus / "b.md").write_text("# Holidays\n\nWe get 27 days of leave a year.", encoding="utf-8")
-    code, out, heavy = run_cli("ingest", corpus, "--db", db, "--precision", "fp32", "--quiet", "--json")
-    assert code == 0, out
-    report = json.loads(out)
-    assert report["embedded"] == 1 and report["updated"] == 1
-    assert "torch" in heavy
+    assert main(["ingest", str(corpus), "--db", str(db), "--precision", "fp32", "--quiet", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["embedded"] == 1 and report["updated"] == 1 and report["model"]["dimension"] == 384
