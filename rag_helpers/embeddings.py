@@ -19,8 +19,9 @@ from .config import DEFAULT_EMBEDDING_MODEL
 PRECISIONS = ("fp32", "bf16", "fp16")
 DEVICES = ("cpu", "cuda", "mps")
 
-# Batch sizes that keep a 2-core CPU and a GPU both busy without padding waste (see bench/embedding.py).
-DEFAULT_BATCH_SIZE = {"cpu": 32, "cuda": 256, "mps": 64}
+# Batch sizes that keep a 2-core CPU and a GPU both busy without padding waste. On CPU, 16 beat 32
+# and 64 (larger batches fall out of cache; bench/embedding.py, README "Performance").
+DEFAULT_BATCH_SIZE = {"cpu": 16, "cuda": 256, "mps": 64}
 
 
 def packaged_model_dir(name: str = DEFAULT_EMBEDDING_MODEL) -> Path | None:
