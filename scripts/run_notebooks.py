@@ -51,7 +51,7 @@ def select(notebooks: list[Path], prefixes: list[str]) -> list[Path]:
 
 
 def run_notebook(path: Path, timeout: int = CELL_TIMEOUT_S) -> float:
-    """Execute `path` in a fresh kernel in its own folder, write the outputs back, return the seconds taken."""
+    """Execute `path` in a fresh kernel in its own folder, write the outputs back; the seconds taken."""
     notebook = nbformat.read(path, as_version=4)
     client = NotebookClient(
         notebook,
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 seconds = run_notebook(path, args.timeout)
             except (CellExecutionError, CellTimeoutError, DeadKernelError) as error:
-                failed = f"{name}: a cell failed (saved in the notebook with its error):\n{str(error)[-1500:]}"
+                failed = f"{name}: a cell failed (its error is saved in the notebook):\n{str(error)[-1500:]}"
                 print("FAILED")
                 break
             print(f"{seconds:.1f} s")

@@ -197,7 +197,8 @@ def test_widget_outputs_carry_their_saved_state(path):
     state = nb.metadata.get("widgets", {}).get(WIDGET_STATE, {}).get("state", {})
     missing = [model_id for model_id in _widget_views(nb) if model_id not in state]
     assert not missing, (
-        f"{path.name}: {len(missing)} displayed widgets have no saved state; run make notebooks NB={path.name[:2]}"
+        f"{path.name}: {len(missing)} displayed widgets have no saved state; "
+        f"run make notebooks NB={path.name[:2]}"
     )
     # A displayed model's children must be saved too, or the view cannot be rebuilt.
     references = {
