@@ -25,8 +25,9 @@ from typing import Any
 from .config import Settings
 from .documents import Document
 from .generation import LLM, Answer, LLMError, Source, choose_backend, get_llm
-from .pipeline import stream_answer
-from .prompts import CITATION_PATTERN, DEFAULT_BUDGET
+from .pipeline import GATE_BACKEND, stream_answer
+from .offline import NO_SOURCES_TEXT, NOT_FOUND_TEXT
+from .prompts import CITATION_PATTERN, DEFAULT_BUDGET, NO_ANSWER
 
 BACKEND_LABELS = {
     "offline": "offline (extracts sentences, no LLM)",
@@ -37,6 +38,11 @@ BACKEND_LABELS = {
 CHUNK_STYLE = "background:#fff5c2;padding:0"
 QUOTE_STYLE = "background:#ffc94d;padding:0;font-weight:600"
 _BOX_STYLE = "white-space:pre-wrap;font-family:monospace;font-size:0.85em;line-height:1.4"
+# CSS classes on the app's parts, for styling and for the browser tests (tests/browser/).
+APP_CLASS, ANSWER_CLASS, SOURCES_CLASS, STATUS_CLASS = "rag-qa-app", "rag-answer", "rag-sources", "rag-status"
+CITE_CLASS, DONT_KNOW_CLASS = "rag-cite", "rag-dont-know"
+# Answers that say the sources hold no answer: the gate's refusal, a model's fixed sentence, the offline ones.
+_DONT_KNOW_TEXTS = (NO_ANSWER, NOT_FOUND_TEXT, NO_SOURCES_TEXT)
 
 
 # --- HTML helpers ------------------------------------------------------------------------------
@@ -73,6 +79,26 @@ def marked_html(text: str, layers: Sequence[tuple[Iterable[tuple[int, int]], str
     return "".join(pieces)
 
 
+def whole_words(text: str, start: int, end: int) -> tuple[int, int]:
+    """(start, end) shrunk so that neither end cuts a word of `text` ("wil|l be" -> "be").
+
+    A span that holds no whole word is returned unchanged rather than emptied.
+    """
+    start, end = max(0, start), min(len(text), end)
+    first, last = start, end
+    if 0 < first < last and text[first - 1].isalnum() and text[first].isalnum():
+        while first < last and not text[first].isspace():
+            first += 1
+        while first < last and text[first].isspace():
+            first += 1
+    if first < last < len(text) and text[last - 1].isalnum() and text[last].isalnum():
+        while last > first and not text[last - 1].isspace():
+            last -= 1
+        while last > first and text[last - 1].isspace():
+            last -= 1
+    return (first, last) if first < last else (start, end)
+
+
 def document_texts(documents: Mapping[str, str] | Iterable[Document] | None) -> dict[str, str]:
     """Document id -> full text, from a mapping or from `Document`s (empty for None)."""
     if documents is None:
@@ -102,9 +128,10 @@ def source_html(source: Source, document_text: str | None = None, context_chars:
         first = max(0, source.start - context_chars)
         last = min(len(document_text), source.end + context_chars)
         window = document_text[first:last]
+        # A chunk may start or end mid-word (character splitters): mark only its whole words.
         layers = [
-            ([(source.start - first, source.end - first)], CHUNK_STYLE),
-            ([(a - first, b - first) for a, b in source.highlights], QUOTE_STYLE),
+            ([whole_words(window, source.start - first, source.end - first)], CHUNK_STYLE),
+            ([whole_words(window, a - first, b - first) for a, b in source.highlights], QUOTE_STYLE),
         ]
         before = "…" if first > 0 else ""
         after = "…" if last < len(document_text) else ""
@@ -116,18 +143,29 @@ def source_html(source: Source, document_text: str | None = None, context_chars:
     return f'<div>{header}</div><div style="{_BOX_STYLE}">{body}</div>'
 
 
+def markdown_html(text: str) -> str:
+    """Markdown (bold, lists, tables, code) as HTML; raw HTML in the text is escaped, never rendered."""
+    from markdown_it import MarkdownIt
+
+    return MarkdownIt("commonmark", {"html": False, "breaks": True}).enable("table").render(text)
+
+
 def _cited_html(text: str, sources: Mapping[int, Source]) -> str:
-    """Escaped text with [n] citations in bold, each with its document as a tooltip."""
-    pieces, last = [], 0
-    for match in CITATION_PATTERN.finditer(text):
-        pieces.append(html.escape(text[last : match.start()]))
+    """The text rendered from markdown, with [n] citations in bold, each with its document as a tooltip."""
+
+    def cite(match: re.Match[str]) -> str:
         numbers = [int(n) for n in re.findall(r"\d+", match.group(1))]
         titles = "; ".join(sources[n].document_id for n in numbers if n in sources)
         tooltip = f' title="{html.escape(titles)}"' if titles else ""
-        pieces.append(f'<b style="color:#1a5fb4"{tooltip}>{html.escape(match.group(0))}</b>')
-        last = match.end()
-    pieces.append(html.escape(text[last:]))
-    return "".join(pieces)
+        return f'<b class="{CITE_CLASS}" style="color:#1a5fb4"{tooltip}>{match.group(0)}</b>'
+
+    # Citations are plain text to markdown, so they come out of it unchanged and are marked afterwards.
+    return CITATION_PATTERN.sub(cite, markdown_html(text))
+
+
+def is_dont_know(answer: Answer) -> bool:
+    """Whether the answer says the sources do not hold it (the gate, a model or the offline answerer)."""
+    return answer.backend == GATE_BACKEND or any(text in answer.text for text in _DONT_KNOW_TEXTS)
 
 
 def answer_html(answer: Answer) -> str:
@@ -135,10 +173,13 @@ def answer_html(answer: Answer) -> str:
     by_number = {source.number: source for source in answer.context or answer.sources}
     body = _cited_html(answer.text, by_number)
     how = "extracted from the sources" if answer.extractive else "generated"
+    if answer.backend == GATE_BACKEND:
+        how = "not answered: retrieval found nothing close enough"
     footer = f"{html.escape(answer.backend)} · {html.escape(answer.model)} · {how}"
     notes = "".join(f"<div><i>{html.escape(note)}</i></div>" for note in answer.notes)
+    kind = f"{ANSWER_CLASS} {DONT_KNOW_CLASS}" if is_dont_know(answer) else ANSWER_CLASS
     return (
-        f'<div style="white-space:pre-wrap;line-height:1.5">{body}</div>{notes}'
+        f'<div class="{kind}" style="line-height:1.5;overflow-wrap:anywhere">{body}</div>{notes}'
         f'<div style="color:#666;font-size:0.85em">{footer}</div>'
     )
 
@@ -225,30 +266,43 @@ class QAApp:
         except ValueError:
             backend = "offline"
 
-        wide = widgets.Layout(width="100%")
+        # Full width without overflowing the output area (width 100% plus margins would), labels
+        # sized to their text, dropdowns to their longest option, rows that wrap on narrow screens.
+        labels = {"description_width": "initial"}
+        fit = widgets.Layout(width="auto")
         self.question = widgets.Textarea(
-            placeholder="Ask a question about the documents, then press Ask", rows=2, layout=wide
+            placeholder="Ask a question about the documents, then press Ask",
+            rows=2,
+            layout=widgets.Layout(width="auto", align_self="stretch"),
         )
-        self.k = widgets.IntSlider(value=k, min=1, max=max_k, description="k (chunks)")
+        self.k = widgets.IntSlider(value=k, min=1, max=max_k, description="k (chunks)", style=labels)
         self.backend = widgets.Dropdown(
-            options=backend_options(self.settings), value=backend, description="Backend"
+            options=backend_options(self.settings), value=backend, description="Backend", style=labels,
+            layout=fit,
         )
-        self.retriever = widgets.Dropdown(options=names, value=default, description="Retriever")
+        self.retriever = widgets.Dropdown(
+            options=names, value=default, description="Retriever", style=labels, layout=fit
+        )
         self.ask_button = widgets.Button(description="Ask", button_style="primary", icon="search")
         self.status = widgets.HTML()
         self.answer_box = widgets.HTML()
         self.sources = widgets.Accordion(children=[])
         self.ask_button.on_click(lambda _button: self.ask())
+        self.status.add_class(STATUS_CLASS)
+        self.answer_box.add_class(ANSWER_CLASS)
+        self.sources.add_class(SOURCES_CLASS)
+        rows = widgets.Layout(flex_flow="row wrap")
         self.widget = widgets.VBox(
             [
                 self.question,
-                widgets.HBox([self.k, self.retriever]),
-                widgets.HBox([self.backend, self.ask_button]),
+                widgets.HBox([self.k, self.retriever], layout=rows),
+                widgets.HBox([self.backend, self.ask_button], layout=rows),
                 self.status,
                 self.answer_box,
                 self.sources,
             ]
         )
+        self.widget.add_class(APP_CLASS)
 
         self.answer: Answer | None = None  # the last answer, None after an error
         self.error: str | None = None  # the last error message, None after a success
@@ -324,7 +378,10 @@ class QAApp:
         try:
             retriever = self.get_retriever(name)
             llm = self.get_llm(backend)
-            stream = stream_answer(text, llm=llm, k=k, retriever=retriever, budget=self.budget)
+            stream = stream_answer(
+                text, self.collection, llm=llm, k=k, retriever=retriever, budget=self.budget,
+                min_score=self.settings.min_score,
+            )
             for _piece in stream:
                 self.answer_box.value = f'<div style="white-space:pre-wrap">{html.escape(stream.text)}</div>'
             answer = stream.answer
@@ -371,7 +428,10 @@ __all__ = [
     "available_retrievers",
     "backend_options",
     "document_texts",
+    "is_dont_know",
+    "markdown_html",
     "marked_html",
     "message_html",
     "source_html",
+    "whole_words",
 ]

@@ -25,8 +25,11 @@ from rag_helpers.widget import (
     available_retrievers,
     backend_options,
     document_texts,
+    is_dont_know,
+    markdown_html,
     marked_html,
     source_html,
+    whole_words,
 )
 
 pytestmark = pytest.mark.slow
@@ -341,8 +344,8 @@ def test_answer_html_emphasises_citations_and_shows_notes():
         notes=("Note: 1 lower-ranked source was left out.",), context=(source,),
     )
     shown = answer_html(answer)
-    assert '<b style="color:#1a5fb4" title="doc &lt;1&gt;.md">[2]</b>' in shown
-    assert "&amp; more" in shown and "<b style=\"color:#1a5fb4\">[9]</b>" in shown
+    assert '<b class="rag-cite" style="color:#1a5fb4" title="doc &lt;1&gt;.md">[2]</b>' in shown
+    assert "&amp; more" in shown and '<b class="rag-cite" style="color:#1a5fb4">[9]</b>' in shown
     assert "extracted from the sources" in shown and "left out" in shown
 
 
@@ -351,3 +354,51 @@ def test_document_texts_accepts_documents_or_a_mapping(corpus):
     texts = document_texts(documents)
     assert sorted(texts) == sorted(DOCUMENTS) and texts["travel.md"] == DOCUMENTS["travel.md"]
     assert document_texts({"a": "b"}) == {"a": "b"} and document_texts(None) == {}
+
+
+# --- Rendering fixes the browser showed (tests/browser/) ---------------------------------------------
+
+
+def test_whole_words_never_cuts_a_word():
+    text = "close to where you will be working today"
+    start, end = text.index("ll be"), text.index("king")  # "ll be wor": cut at both ends
+    assert text[slice(*whole_words(text, start, end))] == "be"
+    assert whole_words(text, 0, len(text)) == (0, len(text))
+    at_spaces = (text.index(" be") + 1, text.index(" working"))
+    assert whole_words(text, *at_spaces) == at_spaces  # already on word boundaries: unchanged
+    inside = (text.index("ill"), text.index("ill") + 2)
+    assert whole_words(text, *inside) == inside  # no whole word inside: unchanged rather than emptied
+
+
+def test_source_html_marks_only_whole_words_of_a_chunk_cut_mid_word():
+    document = "Book hotels close to where you will be working. The nightly cap is 165 euros."
+    start = document.index("ll be")
+    source = Source(1, "travel.md_3", "travel.md", start, len(document), document[start:], None)
+    panel = source_html(source, document)
+    assert 'wil<mark' not in panel and "will <mark" in panel
+
+
+def test_answers_render_markdown_and_keep_their_citations():
+    answer = Answer(
+        text=(
+            "Extracted:\n- The **nightly cap** is: Standard: €165 [1]\n"
+            "- <script>x</script> London: £185 [2]"
+        ),
+        backend="offline",
+        model="extractive",
+        extractive=True,
+        sources=(Source(1, "a.md_0", "a.md", 0, 10, "x"), Source(2, "b.md_0", "b.md", 0, 10, "y")),
+    )
+    rendered = answer_html(answer)
+    assert "<strong>nightly cap</strong>" in rendered and "**" not in rendered
+    assert "<li>" in rendered and "<script>" not in rendered  # raw HTML in an answer is shown, not run
+    assert 'class="rag-cite"' in rendered and 'title="b.md">[2]</b>' in rendered
+    assert "rag-dont-know" not in rendered and not is_dont_know(answer)
+    assert "<table>" in markdown_html("| a | b |\n|---|---|\n| 1 | 2 |")
+
+
+def test_a_refusal_is_marked_as_dont_know():
+    from rag_helpers.prompts import NO_ANSWER
+
+    answer = Answer(text=NO_ANSWER, backend="openai", model="m")
+    assert is_dont_know(answer) and "rag-dont-know" in answer_html(answer)
