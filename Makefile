@@ -54,6 +54,7 @@ llm-server: setup
 bench: setup
 	$(BIN)/python bench/embedding.py
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/cli.py
 	$(BIN)/python bench/retrievers.py
 
 clean-index:
