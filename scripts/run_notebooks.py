@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -62,7 +63,7 @@ def run_notebook(path: Path, timeout: int = CELL_TIMEOUT_S) -> float:
     )
     started = time.perf_counter()
     try:
-        client.execute()
+        client.execute(stderr=subprocess.DEVNULL)  # the kernel's own log lines; cell output is unaffected
     finally:
         # Written even after a failure, so the error is visible in the notebook itself.
         nbformat.write(notebook, path)
