@@ -11,6 +11,7 @@ import sys
 import pytest
 
 from rag_helpers.cli import main
+from rag_helpers.config import SAMPLE_QUESTIONS_PATH
 
 HEAVY = re.compile(r"^import time:.*\|\s+(torch|sentence_transformers|transformers)$", re.MULTILINE)
 
@@ -30,7 +31,7 @@ def run_cli(*argv: object) -> tuple[int, str, list[str]]:
     return done.returncode, done.stdout + "\n".join(errors), heavy
 
 
-# Every command here fails on its arguments (exit 2, one line) or only prints help (exit 0).
+# Each command fails on its arguments (exit 2, one line), prints help or scores an answers file.
 NO_MODEL_COMMANDS = [
     (["--help"], 0, "ingest"),
     (["query", "Where is the office?", "-k", "0", "--db", "{db}"], 2, "-k must be at least 1"),
@@ -38,6 +39,8 @@ NO_MODEL_COMMANDS = [
     (["ingest", "{corpus}", "--batch-size", "0", "--db", "{db}"], 2, "--batch-size must be at least 1"),
     (["ingest", "{corpus}", "--chunk-size", "0", "--db", "{db}"], 2, "chunk"),
     (["ingest", "{corpus}/missing", "--db", "{db}"], 2, "missing"),
+    (["eval-answers", "--answers", "{answers}"], 0, "1 answers"),
+    (["eval-answers", "--answers", "{broken}"], 2, "line 2: not valid JSON"),
 ]
 
 # Runs each command through the CLI's `main` in one process, then reports what got imported.
@@ -58,12 +61,19 @@ print(json.dumps({"results": results, "heavy": heavy}))
 """
 
 
-def test_help_and_argument_errors_import_no_torch(tmp_path):
+def test_help_argument_errors_and_scoring_answers_import_no_torch(tmp_path):
     corpus = tmp_path / "docs"
     corpus.mkdir()
     (corpus / "a.txt").write_text("The office is in Leeds.", encoding="utf-8")
-    db = tmp_path / "db"
-    commands = [[a.format(corpus=corpus, db=db) for a in argv] for argv, _, _ in NO_MODEL_COMMANDS]
+    question = json.loads(SAMPLE_QUESTIONS_PATH.read_text(encoding="utf-8").splitlines()[0])
+    record = json.dumps(
+        {"q": question["q"], "answer": question["answer"], "contexts": [question["evidence"]]}
+    )
+    answers, broken = tmp_path / "answers.jsonl", tmp_path / "broken.jsonl"
+    answers.write_text(record + "\n", encoding="utf-8")
+    broken.write_text(record + "\n{not json\n", encoding="utf-8")
+    paths = {"corpus": corpus, "db": tmp_path / "db", "answers": answers, "broken": broken}
+    commands = [[a.format(**paths) for a in argv] for argv, _, _ in NO_MODEL_COMMANDS]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "ANONYMIZED_TELEMETRY": "False"}
     done = subprocess.run(
         [sys.executable, "-c", WRAPPER, json.dumps(commands)],
