@@ -290,7 +290,7 @@ def index(tmp_path_factory, model):
     settings = Settings.from_mapping({"CHROMA_PATH": str(root / "db")})
     collection = get_collection(get_client(settings), "gate_test", model)
     ingest(collection, chunk_documents(documents, CharacterSplitter(200, 20)), model, progress=False)
-    return collection, settings
+    return collection, settings, root / "docs"
 
 
 @pytest.mark.slow
@@ -299,7 +299,7 @@ def test_gate_refuses_an_off_topic_question(index, model):
     from rag_helpers.generation import OfflineLLM
     from rag_helpers.pipeline import GATE_BACKEND, REFUSAL_TEXT, answer_question, retrieval_confidence
 
-    collection, _ = index
+    collection, _, _ = index
     llm = OfflineLLM(model)
     assert retrieval_confidence(OFF_TOPIC, collection) < DEFAULT_MIN_SCORE
     refused = answer_question(OFF_TOPIC, collection, model, llm, k=2, min_score=DEFAULT_MIN_SCORE)
@@ -320,7 +320,7 @@ def test_gate_in_stream_and_without_collection(index, model):
     from rag_helpers.pipeline import REFUSAL_TEXT, answer_question, stream_answer
     from rag_helpers.store import dense_retriever
 
-    collection, _ = index
+    collection, _, _ = index
     llm = OfflineLLM(model)
     stream = stream_answer(OFF_TOPIC, collection, model, llm, k=2, min_score=0.3)
     assert "".join(stream) == REFUSAL_TEXT and stream.answer.text == REFUSAL_TEXT
@@ -337,7 +337,7 @@ def test_ask_min_score_option(index, capsys):
     from rag_helpers.cli import main
     from rag_helpers.pipeline import REFUSAL_TEXT
 
-    _, settings = index
+    _, settings, _ = index
     common = ["--db", str(settings.chroma_path), "--collection", "gate_test", "--backend", "offline",
               "--retriever", "dense", "-k", "2"]
     assert main(["ask", OFF_TOPIC, *common]) == 0
@@ -347,3 +347,28 @@ def test_ask_min_score_option(index, capsys):
     with pytest.raises(SystemExit):
         main(["ask", OFF_TOPIC, *common, "--min-score", "2"])
     assert "between -1 and 1" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_eval_answers_generates_and_scores(index, tmp_path, capsys):
+    from rag_helpers.cli import main
+
+    _, settings, docs = index
+    questions = _write_jsonl(tmp_path / "q.jsonl", [
+        {"q": "What is the nightly hotel cap in London?", "doc": "travel.md",
+         "evidence": "The nightly hotel cap in London is 185 pounds", "answer": "185 pounds per night.",
+         "kind": "fact"},
+        {"q": OFF_TOPIC, "doc": None, "evidence": None, "answer": "The documents do not say.",
+         "kind": "unanswerable"},
+    ])
+    saved = tmp_path / "answers.jsonl"
+    code = main(["eval-answers", "--db", str(settings.chroma_path), "--collection", "gate_test",
+                 "--backend", "offline", "--retriever", "dense", "-k", "2", "--questions", str(questions),
+                 "--corpus", str(docs), "--min-score", "0.45", "--save", str(saved), "--json"])
+    assert code == 0
+    data = json.loads(capsys.readouterr().out)
+    fact, off_topic = data["per_question"]
+    assert fact["correctness"]["key_fact_recall"] == 1.0 and fact["groundedness"] == 1.0
+    assert fact["citation_recall"] == 1.0 and not fact["refused"]
+    assert off_topic["refused"] and data["summary"]["refused_unanswerable"] == 1.0
+    assert [record.q for record in load_answers(saved)] == [fact["q"], OFF_TOPIC]  # re-scorable with --answers
