@@ -238,11 +238,6 @@ def name_facts(text: str) -> set[str]:
     return names
 
 
-def key_facts(text: str) -> set[str]:
-    """Every key fact of `text`: its numeric facts and its names."""
-    return numeric_facts(text) | name_facts(text)
-
-
 def key_fact_recall(answer: str, reference: str) -> float | None:
     """Share of the reference's key facts found in the answer; None when the reference has none."""
     numbers, names = numeric_facts(reference), name_facts(reference)
@@ -446,7 +441,6 @@ __all__ = [
     "is_refusal",
     "is_supported",
     "key_fact_recall",
-    "key_facts",
     "name_facts",
     "normalise_tokens",
     "numeric_facts",
