@@ -126,13 +126,14 @@ def prepare_model(folder: str | Path | None = None, progress: Callable[[str], No
             return folder
         if folder.exists():
             raise LocalModelError(
-                f"{folder} exists but is not a complete model folder; delete it and run again to rebuild it."
+                f"{_shown(folder)} exists but is not a complete model folder; delete it and run again "
+                "to rebuild it."
             )
         for stale in folder.parent.glob(f".{folder.name}-*"):  # left by a conversion that was killed
             shutil.rmtree(stale, ignore_errors=True)
         source = gguf_path()
         if progress:
-            progress(f"Preparing {LOCAL_MODEL_NAME} once from {source.name} into {folder}...")
+            progress(f"Preparing {LOCAL_MODEL_NAME} once from {source.name} into {_shown(folder)}...")
         staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
         try:
             convert_gguf(source, staging)
@@ -141,8 +142,16 @@ def prepare_model(folder: str | Path | None = None, progress: Callable[[str], No
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     if progress:
-        progress(f"Prepared {folder}.")
+        progress(f"Prepared {_shown(folder)}.")
     return folder
+
+
+def _shown(folder: Path) -> str:
+    """`folder` relative to the project when inside it: messages end up in shared notebook outputs."""
+    try:
+        return str(folder.resolve().relative_to(PROJECT_ROOT))
+    except ValueError:
+        return str(folder)
 
 
 def _umask() -> int:
@@ -390,10 +399,25 @@ def check_port(host: str, port: int) -> None:
             ) from None
 
 
+# Runs `transformers serve`, and exits as soon as its stdin closes: the parent holds the other end of
+# that pipe, so the server never outlives the process (notebook kernel, test session) that started it,
+# even one that was killed without a chance to stop it.
+_SERVER_BOOTSTRAP = """\
+import os, sys, threading
+def _exit_with_parent():
+    sys.stdin.buffer.read()
+    os._exit(0)
+threading.Thread(target=_exit_with_parent, daemon=True).start()
+from transformers.cli.transformers import main
+sys.argv[0] = "transformers"
+main()
+"""
+
+
 def server_command(folder: Path, host: str, port: int) -> list[str]:
     """The `transformers serve` command line for a prepared folder (run with cwd = its parent)."""
     return [
-        sys.executable, "-m", "transformers.cli.transformers", "serve", folder.name,
+        sys.executable, "-c", _SERVER_BOOTSTRAP, "serve", folder.name,
         "--host", host, "--port", str(port), "--log-level", "warning",
         # float32: several times faster than the folder's bf16 on CPUs without native bf16, and
         # 135M parameters need only ~0.5 GB on any device.
@@ -431,14 +455,15 @@ class LocalServer:
         return self.process.poll() is None
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop the server process (politely, then by force)."""
-        if self.running():
-            self.process.terminate()
+        """Stop the server process (closing its stdin ends it; then by signal if need be)."""
+        if self.process.stdin and not self.process.stdin.closed:
+            self.process.stdin.close()
+        for end in (self.process.terminate, self.process.kill):
             try:
                 self.process.wait(timeout)
+                break
             except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+                end()
         atexit.unregister(self.stop)
 
     def __enter__(self) -> LocalServer:
@@ -487,7 +512,7 @@ def launch_server(
         server_command(folder, host, port),
         cwd=folder.parent,
         env=server_env(),
-        stdin=subprocess.DEVNULL,
+        stdin=subprocess.PIPE,  # the server exits when this pipe closes (see _SERVER_BOOTSTRAP)
         stdout=log,
         stderr=subprocess.STDOUT if log is not None else None,
         start_new_session=True,  # Ctrl-C or "interrupt kernel" in a notebook must not kill it
