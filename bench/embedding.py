@@ -14,10 +14,11 @@ for each of the first questions of the sample set are the same chunks.
 Every variant is timed `--repeats` times, interleaved with the GEMM probe, and the best time of
 each is kept, so a shared, noisy machine slows all of them alike.
 
-What was tried (figures in README "Performance"): batch size (16 is best on 2 cores: larger
-batches fall out of cache), length-sorted batches (already: `embed` sorts by length),
-`torch.inference_mode` (sentence-transformers' `encode` already uses it), bf16 autocast vs bf16
-weights (weights lose accuracy: the residual stream in bf16 drifts), and `--compile`
+What was tried (figures in README "Performance"): batch size (16 beat 32 and 64 on the issue
+tracker's quiet 2-core machine and in our first loaded run; under heavy load the ranking varies),
+length-sorted batches (already: `embed` sorts by length), `torch.inference_mode`
+(sentence-transformers' `encode` already uses it), bf16 autocast vs bf16 weights where the CPU has
+native bf16 (weights alone drifted to cosine 0.996: the residual stream in bf16), and `--compile`
 (`torch.compile`; its compile time is printed so you can see whether it pays for your corpus).
 Never part of the tests: timings depend on the machine and its load.
 """
