@@ -56,6 +56,7 @@ bench: setup
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/cli.py
 	$(BIN)/python bench/retrievers.py
+	$(BIN)/python bench/llm.py
 
 clean-index:
 	rm -rf chroma_db
