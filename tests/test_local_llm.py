@@ -145,6 +145,16 @@ def test_incomplete_folder_is_reported_not_used(tmp_path):
         prepare_model(half, progress=None)
 
 
+def test_local_backend_is_chosen_only_when_asked():
+    from rag_helpers.generation import choose_backend
+
+    assert choose_backend(Settings.from_mapping({"LLM_BACKEND": "local"})) == "local"
+    assert choose_backend(Settings.from_mapping({}), "local") == "local"
+    assert choose_backend(Settings.from_mapping({})) == "offline"  # auto's offline default stays extractive
+    llm = get_llm(Settings.from_mapping({"LLM_BACKEND": "local", "RAG_DEVICE": "cpu"}))
+    assert isinstance(llm, LocalLLM) and llm.device == "cpu" and llm.backend == "local"
+
+
 def test_local_backend_rejects_unknown_parameters():
     with pytest.raises(ValueError, match="does not take frequency_penalty"):
         LocalLLM(params={"frequency_penalty": 1.0})
