@@ -372,3 +372,13 @@ def test_eval_answers_generates_and_scores(index, tmp_path, capsys):
     assert fact["citation_recall"] == 1.0 and not fact["refused"]
     assert off_topic["refused"] and data["summary"]["refused_unanswerable"] == 1.0
     assert [record.q for record in load_answers(saved)] == [fact["q"], OFF_TOPIC]  # re-scorable with --answers
+
+
+def test_min_score_setting():
+    from rag_helpers.config import DEFAULT_MIN_SCORE, Settings
+
+    assert Settings.from_mapping({}).min_score == DEFAULT_MIN_SCORE
+    assert Settings.from_mapping({"RAG_MIN_SCORE": "0.3"}).min_score == 0.3
+    assert Settings.from_mapping({"RAG_MIN_SCORE": "off"}).min_score is None
+    with pytest.raises(ValueError, match="RAG_MIN_SCORE must be a cosine similarity between -1 and 1"):
+        Settings.from_mapping({"RAG_MIN_SCORE": "high"})
