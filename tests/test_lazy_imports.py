@@ -112,3 +112,31 @@ def test_an_unchanged_ingest_loads_no_model(tmp_path, model, capsys):
     assert main(["ingest", str(corpus), "--db", str(db), "--precision", "fp32", "--quiet", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["embedded"] == 1 and report["updated"] == 1 and report["model"]["dimension"] == 384
+
+
+@pytest.mark.slow
+def test_needs_model_only_when_text_is_new_or_changed(tmp_path, model):
+    from rag_helpers.chunking import CharacterSplitter, chunk_documents
+    from rag_helpers.config import Settings
+    from rag_helpers.documents import Document
+    from rag_helpers.store import get_client, get_collection, ingest, needs_model
+
+    client = get_client(Settings.from_mapping({"CHROMA_PATH": str(tmp_path / "db")}))
+    name, splitter = "needs_model_test", CharacterSplitter(60, 0)
+    docs = [Document("a.txt", "Leave is 25 days a year. Carry over up to five days.", "a.txt")]
+    chunks = chunk_documents(docs, splitter)
+    assert needs_model(client, name, chunks, model.rag_name)  # no collection yet
+    ingest(get_collection(client, name, model), chunks, model, progress=False)
+    assert not needs_model(client, name, chunks, model.rag_name)
+    assert needs_model(client, name, chunks, model.rag_name, distance="cosine")  # get_collection says why
+    assert needs_model(client, name, chunks, "some/other-model")
+
+    relabelled = chunk_documents([Document("a.txt", docs[0].text, "a.txt", {"year": 2024})], splitter)
+    assert not needs_model(client, name, relabelled, model.rag_name)  # metadata alone: no embedding
+    report = ingest(client.get_collection(name), relabelled, None, progress=False)
+    assert report.updated == len(chunks) and report.embedded == 0
+
+    changed = chunk_documents([Document("a.txt", docs[0].text.replace("25", "27"), "a.txt")], splitter)
+    assert needs_model(client, name, changed, model.rag_name)
+    with pytest.raises(ValueError, match="no embedding model was given"):
+        ingest(client.get_collection(name), changed, None, progress=False)
