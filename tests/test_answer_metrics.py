@@ -382,3 +382,16 @@ def test_min_score_setting():
     assert Settings.from_mapping({"RAG_MIN_SCORE": "off"}).min_score is None
     with pytest.raises(ValueError, match="RAG_MIN_SCORE must be a cosine similarity between -1 and 1"):
         Settings.from_mapping({"RAG_MIN_SCORE": "high"})
+
+
+@pytest.mark.slow
+def test_the_app_shows_the_refusal(index, model):
+    from rag_helpers.pipeline import GATE_BACKEND, REFUSAL_TEXT
+    from rag_helpers.widget import QAApp
+
+    collection, settings, _ = index
+    app = QAApp(collection, model, settings=settings, retrievers=["dense"], k=2)
+    answer = app.ask(OFF_TOPIC)
+    assert answer is not None and answer.backend == GATE_BACKEND and app.error is None
+    assert REFUSAL_TEXT in app.answer_box.value and "not answered" in app.answer_box.value
+    assert app.ask("What is the nightly hotel cap in London?").backend == "offline"
