@@ -31,6 +31,7 @@ from .prompts import CITATION_PATTERN, DEFAULT_BUDGET, NO_ANSWER
 
 BACKEND_LABELS = {
     "offline": "offline (extracts sentences, no LLM)",
+    "local": "local SmolLM2-135M (bundled, slow on CPU)",
     "hf": "Hugging Face Inference Providers",
     "openai": "OpenAI-compatible server",
 }
@@ -211,7 +212,7 @@ def backend_options(settings: Settings) -> list[tuple[str, str]]:
         "openai": None if settings.llm_base_url else "set LLM_BASE_URL",
     }
     options = []
-    for name in ("offline", "hf", "openai"):
+    for name in ("offline", "local", "hf", "openai"):
         label = BACKEND_LABELS[name]
         if needs.get(name):
             label += f" (not configured: {needs[name]})"

@@ -104,7 +104,7 @@ def test_available_retrievers_follow_the_registry_when_present():
 
 def test_backend_options_say_what_an_unconfigured_backend_needs():
     labels = dict((name, label) for label, name in backend_options(Settings.from_mapping({})))
-    assert list(labels) == ["offline", "hf", "openai"]
+    assert list(labels) == ["offline", "local", "hf", "openai"]
     assert "HF_TOKEN" in labels["hf"] and "LLM_BASE_URL" in labels["openai"]
     configured = dict(
         (name, label)
