@@ -14,8 +14,9 @@ for each of the first questions of the sample set are the same chunks.
 Every variant is timed `--repeats` times, interleaved with the GEMM probe, and the best time of
 each is kept, so a shared, noisy machine slows all of them alike.
 
-What was tried (figures in README "Performance"): batch size (16 beat 32 and 64 on the issue
-tracker's quiet 2-core machine and in our first loaded run; under heavy load the ranking varies),
+What was tried (figures in README "Performance"): batch size (fp32 on AVX2: 64 beat 16 and 32;
+native bf16 on the issue tracker's AVX-512 machine: 16 beat 32 and 64; under heavy load the order
+varies from run to run),
 length-sorted batches (already: `embed` sorts by length), `torch.inference_mode`
 (sentence-transformers' `encode` already uses it), bf16 autocast vs bf16 weights where the CPU has
 native bf16 (weights alone drifted to cosine 0.996: the residual stream in bf16), and `--compile`

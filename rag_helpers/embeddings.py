@@ -19,9 +19,11 @@ from .config import DEFAULT_EMBEDDING_MODEL
 PRECISIONS = ("fp32", "bf16", "fp16")
 DEVICES = ("cpu", "cuda", "mps")
 
-# Batch sizes that keep a 2-core CPU and a GPU both busy without padding waste. On CPU, 16 beat 32
-# and 64 (larger batches fall out of cache; bench/embedding.py, README "Performance").
-DEFAULT_BATCH_SIZE = {"cpu": 16, "cuda": 256, "mps": 64}
+# Batch sizes that keep a 2-core CPU and a GPU both busy without padding waste (bench/embedding.py,
+# README "Performance"). On CPU, fp32 ran best at 64 (AVX2), native bf16 at 16 (AVX-512: the faster
+# kernels make larger batches fall out of cache).
+DEFAULT_BATCH_SIZE = {"cpu": 64, "cuda": 256, "mps": 64}
+CPU_BF16_BATCH_SIZE = 16
 
 
 def packaged_model_dir(name: str = DEFAULT_EMBEDDING_MODEL) -> Path | None:
@@ -137,7 +139,9 @@ def embedding_dimension(model: Any) -> int:
 
 
 def default_batch_size(model: Any) -> int:
-    """A batch size suited to the model's device."""
+    """A batch size suited to the model's device (and, on CPU, its precision)."""
+    if model.device.type == "cpu" and getattr(model, "rag_precision", "fp32") == "bf16":
+        return CPU_BF16_BATCH_SIZE
     return DEFAULT_BATCH_SIZE.get(model.device.type, 32)
 
 

@@ -153,3 +153,16 @@ def test_auto_precision_rules(monkeypatch):
     assert resolve_precision("FP16", "cpu") == "fp16"
     with pytest.raises(ValueError, match="Unknown precision 'int4'"):
         resolve_precision("int4", "cpu")
+
+
+def test_default_batch_size_follows_device_and_cpu_precision():
+    from types import SimpleNamespace
+
+    import torch
+
+    def fake(device: str, precision: str) -> SimpleNamespace:
+        return SimpleNamespace(device=torch.device(device), rag_precision=precision)
+
+    assert embeddings.default_batch_size(fake("cpu", "fp32")) == 64
+    assert embeddings.default_batch_size(fake("cpu", "bf16")) == 16
+    assert embeddings.default_batch_size(fake("cuda", "fp16")) == 256
