@@ -362,7 +362,7 @@ def _cmd_query(args: argparse.Namespace) -> int:
     from .store import get_client, open_collection
 
     if not args.question.strip():
-        raise ValueError('The question is empty; ask one, e.g. query "What is the travel policy?".')
+        raise ValueError('The query is empty; ask a question, e.g. query "What is the travel policy?".')
     if args.k < 1:
         raise ValueError(f"-k must be at least 1, got {args.k}")
     settings = settings_from_args(args)

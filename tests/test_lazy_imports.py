@@ -35,7 +35,7 @@ def run_cli(*argv: object) -> tuple[int, str, list[str]]:
 NO_MODEL_COMMANDS = [
     (["--help"], 0, "ingest"),
     (["query", "Where is the office?", "-k", "0", "--db", "{db}"], 2, "-k must be at least 1"),
-    (["query", "   ", "--db", "{db}"], 2, "The question is empty"),
+    (["query", "   ", "--db", "{db}"], 2, "The query is empty"),
     (["ingest", "{corpus}", "--batch-size", "0", "--db", "{db}"], 2, "--batch-size must be at least 1"),
     (["ingest", "{corpus}", "--chunk-size", "0", "--db", "{db}"], 2, "chunk"),
     (["ingest", "{corpus}/missing", "--db", "{db}"], 2, "missing"),
