@@ -12,7 +12,6 @@ optional `"latency_ms"`; each line is matched to the question with the same `q`.
 
 from __future__ import annotations
 
-import html
 import json
 import statistics
 import time
@@ -24,7 +23,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from .answer_metrics import SUPPORT_THRESHOLD, AnswerScores, score_answer
-from .evaluation import _activate_notebook_backend, _align, _format, percentile
+from .evaluation import _activate_notebook_backend, _align, _format, html_table, percentile
 from .questions import KINDS, UNANSWERABLE, Question, normalise_question
 
 METRICS: tuple[str, ...] = (
@@ -267,15 +266,7 @@ class AnswerReport:
     def to_html(self) -> str:
         """The same table as HTML."""
         header, rows = self._rows()
-        head = "".join(f"<th>{html.escape(cell)}</th>" for cell in header)
-        body = "".join(
-            "<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row) + "</tr>" for row in rows
-        )
-        notes = "".join(f"<li>{html.escape(note)}</li>" for note in self.notes())
-        return (
-            f"<div><p><b>{html.escape(self.title())}</b></p>"
-            f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table><ul>{notes}</ul></div>"
-        )
+        return html_table(self.title(), header, rows, self.notes())
 
     def _repr_html_(self) -> str:
         return self.to_html()

@@ -54,6 +54,17 @@ AUTO_PROGRESS_MIN_QUESTIONS = 50
 # --- Metric functions: a ranking is a list of booleans (relevant or not), best first ---------------
 
 
+def html_table(title: str, header: Sequence[str], rows: Sequence[Sequence[str]], notes: Sequence[str]) -> str:
+    """A titled HTML table with notes below it, every cell escaped (reports' `_repr_html_`, no pandas)."""
+    head = "".join(f"<th>{html.escape(cell)}</th>" for cell in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row) + "</tr>" for row in rows)
+    items = "".join(f"<li>{html.escape(note)}</li>" for note in notes)
+    return (
+        f"<div><p><b>{html.escape(title)}</b></p>"
+        f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table><ul>{items}</ul></div>"
+    )
+
+
 def hit_at_k(relevant: Sequence[bool], k: int) -> float:
     """1.0 when any of the first k items is relevant, else 0.0."""
     _check_k(k)
@@ -415,16 +426,7 @@ class EvalReport:
     def to_html(self, k: int | None = None) -> str:
         """The same table as HTML (no pandas needed)."""
         header, rows = self._rows(k)
-        head = "".join(f"<th>{html.escape(cell)}</th>" for cell in header)
-        body = "".join(
-            "<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row) + "</tr>" for row in rows
-        )
-        notes = "".join(f"<li>{html.escape(note)}</li>" for note in self._notes())
-        return (
-            f"<div><p><b>{html.escape(self.title())}</b></p>"
-            f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-            f"<ul>{notes}</ul></div>"
-        )
+        return html_table(self.title(), header, rows, self._notes())
 
     def _repr_html_(self) -> str:
         return self.to_html()

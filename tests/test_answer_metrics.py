@@ -262,6 +262,9 @@ def test_report_table_and_aggregates():
     table = report.table()
     assert table.splitlines()[0] == "tiny: 2 answers (1 answerable, 1 unanswerable)"
     assert "unanswerable" in table and "fact" in table
+    page = report._repr_html_()
+    assert page.startswith("<div><p><b>tiny: 2 answers") and "<th>kind</th>" in page
+    assert "<td>unanswerable</td>" in page and "<li>" in page
 
 
 # --- the "don't know" gate on a real index ------------------------------------------------------------
