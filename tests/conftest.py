@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import pytest
 
@@ -25,3 +26,17 @@ def clean_settings(tmp_path):
     from rag_helpers.config import Settings
 
     return Settings.from_mapping({"CHROMA_PATH": str(tmp_path / "db")})
+
+
+@pytest.fixture
+def server(monkeypatch) -> Iterator:
+    """The scripted OpenAI-compatible server (tests/llm_server.py), reachable although the suite is offline."""
+    import huggingface_hub.constants
+    from llm_server import FakeServer
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)  # only loopback is called
+    fake = FakeServer()
+    fake.thread.start()
+    yield fake
+    fake.httpd.shutdown()
+    fake.httpd.server_close()

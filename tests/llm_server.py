@@ -1,6 +1,7 @@
 """A scripted OpenAI-compatible chat-completions server on 127.0.0.1, for the generation and CLI tests.
 
-Not a test module: `test_generation.py` and `test_cli_ask.py` import it (pytest puts tests/ on sys.path).
+Not a test module: the `server` fixture (tests/conftest.py) and the tests import it (pytest puts
+tests/ on sys.path).
 """
 
 from __future__ import annotations

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import pytest
-from llm_server import MODEL, FakeServer, Reply, completion
+from llm_server import MODEL, Reply, completion
 
 from rag_helpers import cli, store
 from rag_helpers.config import Settings
@@ -39,18 +38,6 @@ def isolated_settings(monkeypatch):
     env: dict[str, str] = {"RAG_MIN_SCORE": "off"}  # about answering; the gate has its own tests
     monkeypatch.setattr(cli.Settings, "load", classmethod(lambda cls, *a, **k: cls.from_mapping(env)))
     return env
-
-
-@pytest.fixture
-def server(monkeypatch) -> Iterator[FakeServer]:
-    import huggingface_hub.constants
-
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)  # the suite sets it
-    fake = FakeServer()
-    fake.thread.start()
-    yield fake
-    fake.httpd.shutdown()
-    fake.httpd.server_close()
 
 
 def ask(capsys, db, *argv):

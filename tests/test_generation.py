@@ -4,7 +4,6 @@ on 127.0.0.1."""
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -34,15 +33,6 @@ TOKEN = "hf_" + "TESTtokenThatMustNeverBePrinted123"  # built at run time: no to
 
 
 # --- The scripted server (tests/llm_server.py) ------------------------------------------------------
-
-
-@pytest.fixture
-def server() -> Iterator[FakeServer]:
-    fake = FakeServer()
-    fake.thread.start()
-    yield fake
-    fake.httpd.shutdown()
-    fake.httpd.server_close()
 
 
 @pytest.fixture(autouse=True)

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from llm_server import MODEL, FakeServer, Reply, completion
+from llm_server import MODEL, Reply, completion
 from test_store import ChromaServer, free_port
 
 from rag_helpers import cli, store
@@ -303,18 +303,6 @@ MALFORMED = {
         "data: [DONE]\n\n"
     ),
 }
-
-
-@pytest.fixture
-def server(monkeypatch) -> Iterator[FakeServer]:
-    import huggingface_hub.constants
-
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)  # the suite sets it
-    fake = FakeServer()
-    fake.thread.start()
-    yield fake
-    fake.httpd.shutdown()
-    fake.httpd.server_close()
 
 
 @pytest.mark.parametrize("kind", MALFORMED)
