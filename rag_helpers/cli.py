@@ -1,4 +1,4 @@
-"""Command-line interface: `python -m rag_helpers ingest | query | eval | ask | bench | serve-llm`.
+"""Commands: `python -m rag_helpers ingest | query | eval | eval-answers | ask | bench | serve-llm`.
 
 Every command takes the same connection options (`--db PATH | --host H --port P`,
 `--collection NAME`), defaulting to `Settings`, so any command can point at any index.
