@@ -98,12 +98,19 @@ def test_executed_in_order_from_a_clean_kernel(path):
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
+def test_nbval_markers_are_cell_tags_not_code(path):
+    """A learner sees clean code: nbval-check-output etc. live in the cell's tags, not in `# NBVAL_` lines."""
+    marked = [i for i, cell in enumerate(_code_cells(_read(path)), start=1) if "# NBVAL_" in cell.source]
+    assert not marked, f"{path.name} code cells {marked} carry '# NBVAL_' comment lines; use cell tags"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
 def test_no_errors_except_where_expected(path):
     for i, cell in enumerate(_code_cells(_read(path)), start=1):
-        expects_error = "NBVAL_RAISES_EXCEPTION" in cell.source
+        expects_error = "raises-exception" in cell.metadata.get("tags", [])
         errors = [o for o in cell.outputs if o.output_type == "error"]
         if expects_error:
-            assert errors, f"{path.name} code cell {i} is marked NBVAL_RAISES_EXCEPTION but did not raise"
+            assert errors, f"{path.name} code cell {i} is tagged raises-exception but did not raise"
         else:
             assert not errors, f"{path.name} code cell {i} raised {errors[0].ename}: {errors[0].evalue}"
 
