@@ -7,7 +7,7 @@ import json
 import pytest
 from llm_server import MODEL, Reply, completion
 
-from rag_helpers import cli, store
+from rag_helpers import cli
 from rag_helpers.config import Settings
 from rag_helpers.offline import EXTRACTED_LABEL
 
@@ -21,15 +21,8 @@ COLLECTION = "ask_test"
 
 
 @pytest.fixture(scope="module")
-def db(tmp_path_factory, model):
-    root = tmp_path_factory.mktemp("ask")
-    corpus = root / "docs"
-    for name, text in DOCS.items():
-        (corpus / name).parent.mkdir(parents=True, exist_ok=True)
-        (corpus / name).write_text(text, encoding="utf-8")
-    settings = Settings.from_mapping({"CHROMA_PATH": str(root / "db"), "CHROMA_COLLECTION": COLLECTION})
-    store.ensure_index(settings, corpus, model=model, progress=False)
-    return root / "db"
+def db(build_index):
+    return build_index("ask", DOCS, COLLECTION)
 
 
 @pytest.fixture(autouse=True)

@@ -98,15 +98,8 @@ def hub_online(monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def db(tmp_path_factory, model):
-    root = tmp_path_factory.mktemp("local-llm")
-    corpus = root / "docs"
-    for name, text in DOCS.items():
-        (corpus / name).parent.mkdir(parents=True, exist_ok=True)
-        (corpus / name).write_text(text, encoding="utf-8")
-    settings = Settings.from_mapping({"CHROMA_PATH": str(root / "db"), "CHROMA_COLLECTION": COLLECTION})
-    store.ensure_index(settings, corpus, model=model, progress=False)
-    return root / "db"
+def db(build_index):
+    return build_index("local-llm", DOCS, COLLECTION)
 
 
 def ask(capsys, monkeypatch, env: dict[str, str], db: Path, *argv: str) -> tuple[int, str, str]:
