@@ -6,37 +6,16 @@ exactly where it came from and later notebooks can cite and highlight the source
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .documents import Document
-
-Span = tuple[int, int]
+from .base import Chunk, Document, Span
 
 # all-MiniLM-L6-v2 reads at most 256 word-pieces, including its [CLS] and [SEP] tokens.
 MODEL_MAX_TOKENS = 256
 SPECIAL_TOKENS = 2
-
-
-@dataclass(frozen=True)
-class Chunk:
-    """A piece of a document; `text == document.text[start:end]`."""
-
-    id: str
-    text: str
-    document_id: str
-    index: int
-    start: int
-    end: int
-    metadata: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def content_hash(self) -> str:
-        """A short fingerprint of the text, used to skip unchanged chunks on re-ingest."""
-        return hashlib.sha256(self.text.encode("utf-8")).hexdigest()[:16]
 
 
 class Splitter(Protocol):

@@ -13,6 +13,8 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from .base import Document
+
 DEFAULT_PATTERNS: tuple[str, ...] = ("*.txt", "*.md")
 
 # Fallback order for files that are not valid UTF-8. cp1252 covers most "Windows" text; latin-1
@@ -42,16 +44,6 @@ class DocumentLoadWarning(UserWarning):
 
 class BinaryContentError(ValueError):
     """The bytes are not text (NUL bytes, many control characters, or a broken byte-order mark)."""
-
-
-@dataclass(frozen=True)
-class Document:
-    """One source file: `id` is its path relative to the loaded folder (forward slashes)."""
-
-    id: str
-    text: str
-    source: str
-    metadata: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

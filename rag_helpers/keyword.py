@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from .config import PROJECT_ROOT
-from .store import RetrievedChunk
+from .base import RetrievedChunk, check_query
 
 # Bump when tokenising or the stored layout changes: old cached indexes then no longer match.
 INDEX_FORMAT = 2
@@ -442,18 +442,6 @@ class BM25Retriever:
         where = f", where={self.where!r}" if self.where else ""
         where += f", where_document={self.where_document!r}" if self.where_document else ""
         return f"BM25Retriever({len(self.index)} chunks{where})"
-
-
-def check_query(query: str, k: int) -> None:
-    """Raise a clear error for an empty/non-string query or a k that is not a positive integer."""
-    if not isinstance(query, str):
-        raise TypeError(f"query must be a string, got {type(query).__name__}")
-    if not query.strip():
-        raise ValueError(
-            "The query is empty; ask a question, e.g. retriever('What is the travel policy?', 5)."
-        )
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f"k must be a positive whole number, got {k!r}")
 
 
 __all__ = [

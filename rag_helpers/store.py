@@ -28,9 +28,10 @@ from chromadb.errors import InvalidArgumentError, NotFoundError
 from chromadb.utils.embedding_functions import register_embedding_function
 from tqdm.auto import tqdm
 
-from .chunking import Chunk, Splitter, chunk_documents
+from .base import CHUNK_KEYS, Chunk, Document, RetrievedChunk
+from .chunking import Splitter, chunk_documents
 from .config import SAMPLE_CORPUS_DIR, Settings
-from .documents import Document, DocumentFolder, scan_folder
+from .documents import DocumentFolder, scan_folder
 from .embeddings import embed, load_embedding_model
 
 DISTANCES = ("l2", "cosine", "ip")
@@ -39,9 +40,6 @@ EMBEDDING_FUNCTION_NAME = "rag_helpers_sentence_transformers"
 # Chunks per embed-then-write round. Each round is one commit: small enough that an interrupted
 # run loses only a few seconds of CPU work, large enough that writing costs little per chunk.
 DEFAULT_INGEST_BATCH_SIZE = 256
-
-# Metadata keys `ingest` writes next to each document's own metadata.
-CHUNK_KEYS = ("document_id", "chunk_index", "start", "end", "content_hash")
 
 # Collection metadata key holding the absolute path of the folder the collection was built from.
 ROOT_KEY = "source_root"
@@ -693,32 +691,6 @@ def ensure_index(
 
 
 # --- Retrieve --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RetrievedChunk:
-    """One search hit: the chunk, how far it is from the query, and what `ingest` stored with it."""
-
-    id: str
-    text: str
-    distance: float | None
-    score: float
-    metadata: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def document_id(self) -> str:
-        """The id of the document the chunk came from."""
-        return str(self.metadata.get("document_id", ""))
-
-    @property
-    def start(self) -> int:
-        """Start offset of the chunk in its document."""
-        return int(self.metadata.get("start", 0))
-
-    @property
-    def end(self) -> int:
-        """End offset (exclusive) of the chunk in its document."""
-        return int(self.metadata.get("end", 0))
 
 
 def similarity_from_distance(distance: float, space: str = "l2") -> float:
