@@ -1,4 +1,4 @@
-"""Split documents into chunks: the reference character splitter and two better ones.
+"""Split documents into chunks: the reference character splitter, two better ones, and sentences.
 
 Every splitter returns character spans `(start, end)` into the text, so each `Chunk` knows
 exactly where it came from and later notebooks can cite and highlight the source span.
@@ -202,6 +202,151 @@ class TokenSplitter:
             probe -= 1
         # A single "word" longer than the window (e.g. a URL) has to be cut somewhere.
         return probe if offsets[probe][0] != offsets[probe - 1][1] else index
+
+
+# --- The sentence splitter -------------------------------------------------------------------
+# One splitter for every use of sentences: the sentence index (windows, re-ranking) and the
+# extractive answerer. Blocks first (paragraphs, list items, headings, table rows), then the
+# sentences of each block.
+
+# Words that end with a period without ending the sentence ("e.g. a case", "approx. 5 km").
+_ABBREVIATED = "e.g i.e etc vs approx incl excl nr dr mr mrs ms st fig cf ca al resp dept est"
+_MONTHS_AND_DAYS = "jan feb mar apr jun jul aug sep sept oct nov dec mon tue wed thu fri sat sun"
+ABBREVIATIONS = frozenset(_ABBREVIATED.split() + _MONTHS_AND_DAYS.split())
+# A line that starts a new block even without a blank line before it.
+BLOCK_START = re.compile(
+    r"\s*(?:#{1,6}\s|[-*+•]\s|\d{1,3}[.)]\s|[a-z][.)]\s|\||>|```|[A-Z][\w /&()'-]{0,30}:\s)"
+)
+HEADING = re.compile(r"\s*#{1,6}\s|\s*\d{1,2}\.\s+[A-Z0-9 .&/,'-]{3,}$|\s*[A-Z][A-Z0-9 &/,'-]{3,}$")
+TABLE_SEPARATOR = re.compile(r"\s*\|?\s*:?-{2,}:?\s*(\|\s*:?-{2,}:?\s*)*\|?\s*$")
+LIST_MARKER = re.compile(r"\s*(?:[-*+•]|\d{1,3}[.)]|[a-z][.)])\s+")
+# Candidate sentence ends: . ! ? (plus closing quotes, brackets or bold markers), then a space.
+SENTENCE_END = re.compile(r"[.!?](?:[\"'”’)\]]|\*\*)*(?=\s+\S)")
+
+
+def line_spans(text: str) -> list[tuple[int, int]]:
+    """(start, end) of every line of `text`, without its line break."""
+    spans, start = [], 0
+    for line in text.splitlines(keepends=True):
+        end = start + len(line.rstrip("\r\n"))
+        spans.append((start, end))
+        start += len(line)
+    return spans
+
+
+def is_heading(line: str) -> bool:
+    """Whether a line is a heading: markdown #, a numbered title, or a short line in capitals."""
+    if re.match(r"\s*#{1,6}\s", line):
+        return True
+    return bool(HEADING.match(line)) and len(line.strip()) <= 80
+
+
+def split_blocks(text: str) -> list[tuple[int, int]]:
+    """Spans of paragraphs, list items, headings and table rows; wrapped lines are joined."""
+    blocks: list[tuple[int, int]] = []
+    current: tuple[int, int] | None = None
+    previous_line = ""
+    for start, end in line_spans(text):
+        line = text[start:end]
+        if not line.strip():
+            if current:
+                blocks.append(current)
+            current = None
+            previous_line = ""
+            continue
+        new_block = (
+            current is None
+            or bool(BLOCK_START.match(line))
+            or is_heading(line)
+            or is_heading(previous_line)
+            or previous_line.lstrip().startswith("|")
+        )
+        if new_block:
+            if current:
+                blocks.append(current)
+            first = start + len(line) - len(line.lstrip())
+            current = (first, end)
+        else:
+            current = (current[0], end)  # type: ignore[index]
+        previous_line = line
+    if current:
+        blocks.append(current)
+    return [(s, e) for s, e in blocks if text[s:e].strip()]
+
+
+def _ends_sentence(text: str, position: int) -> bool:
+    """Whether the period at `position` ends a sentence (not an abbreviation, not an initial)."""
+    if text[position] != ".":
+        return True
+    word = re.search(r"([\w.]+)$", text[:position])
+    token = word.group(1).lower() if word else ""
+    if token in ABBREVIATIONS or (len(token) == 1 and token.isalpha()):
+        return False
+    following = text[position + 1 :].lstrip(" \"'”’)]*\n\t")
+    return not following[:1].islower()
+
+
+def split_sentences(text: str, offset: int = 0) -> list[tuple[int, int]]:
+    """Sentence spans of one block of prose (absolute when `offset` is the block's start).
+
+    A period ends a sentence unless it follows an abbreviation ("e.g.", "approx.") or an initial
+    ("J. Smith"), or a lower-case word follows it; a leading list marker ("1.") is no sentence.
+    """
+    spans, start = [], 0
+    marker = LIST_MARKER.match(text)
+    skip = marker.end() if marker else 0  # "1. Agree the purpose..." is one sentence, not "1." and the rest
+    for match in SENTENCE_END.finditer(text):
+        if match.start() >= skip and _ends_sentence(text, match.start()):
+            end = match.end()
+            if text[start:end].strip():
+                spans.append((start, end))
+            start = end
+            while start < len(text) and text[start].isspace():
+                start += 1
+    if text[start:].strip():
+        spans.append((start, len(text.rstrip())))
+    return [(offset + s, offset + e) for s, e in spans]
+
+
+def sentence_spans(text: str, min_chars: int = 12) -> list[Span]:
+    """(start, end) of the sentences, list items, table rows and headings of `text`.
+
+    Table separator rows (|---|) and pieces without a letter or digit are left out; a piece shorter than `min_chars` (a stray "1." or
+    "OK.") joins the next piece, so every span is worth a vector of its own.
+    """
+    pieces = [
+        span
+        for start, end in split_blocks(text)
+        if not TABLE_SEPARATOR.match(text[start:end])
+        for span in split_sentences(text[start:end], start)
+        if any(character.isalnum() for character in text[span[0] : span[1]])
+    ]
+    spans: list[Span] = []
+    pending: int | None = None
+    for start, end in pieces:
+        first = start if pending is None else pending
+        if end - first < min_chars:
+            pending = first
+            continue
+        spans.append((first, end))
+        pending = None
+    if pending is not None:
+        last = pieces[-1][1]
+        if spans:
+            spans[-1] = (spans[-1][0], last)
+        else:
+            spans.append((pending, last))
+    return spans
+
+
+@dataclass(frozen=True)
+class SentenceSplitter:
+    """The sentence splitter as a `Splitter` object: one span per sentence (see `sentence_spans`)."""
+
+    min_chars: int = 12
+
+    def __call__(self, text: str) -> list[Span]:
+        return sentence_spans(text, self.min_chars)
 
 
 # --- From documents to chunks ----------------------------------------------------------------

@@ -16,6 +16,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from .chunking import split_blocks, split_sentences
+from .chunking import LIST_MARKER as _LIST_MARKER
+from .chunking import TABLE_SEPARATOR as _TABLE_SEPARATOR
+from .chunking import is_heading as _is_heading
 from .embeddings import EmbeddingCache, embed, embed_cached
 from .prompts import chunk_document_id, chunk_text
 
@@ -25,21 +29,6 @@ NOT_FOUND_TEXT = (
     "chunks is close enough to it."
 )
 NO_SOURCES_TEXT = "No sources were retrieved, so there is nothing to extract an answer from."
-
-# Words that end with a period without ending the sentence ("e.g. a case", "approx. 5 km").
-_ABBREVIATED = "e.g i.e etc vs approx incl excl nr dr mr mrs ms st fig cf ca al resp dept est"
-_MONTHS_AND_DAYS = "jan feb mar apr jun jul aug sep sept oct nov dec mon tue wed thu fri sat sun"
-ABBREVIATIONS = frozenset(_ABBREVIATED.split() + _MONTHS_AND_DAYS.split())
-# A line that starts a new block even without a blank line before it.
-_BLOCK_START = re.compile(
-    r"\s*(?:#{1,6}\s|[-*+•]\s|\d{1,3}[.)]\s|[a-z][.)]\s|\||>|```|[A-Z][\w /&()'-]{0,30}:\s)"
-)
-_HEADING = re.compile(r"\s*#{1,6}\s|\s*\d{1,2}\.\s+[A-Z0-9 .&/,'-]{3,}$|\s*[A-Z][A-Z0-9 &/,'-]{3,}$")
-_TABLE_SEPARATOR = re.compile(r"\s*\|?\s*:?-{2,}:?\s*(\|\s*:?-{2,}:?\s*)*\|?\s*$")
-_LIST_MARKER = re.compile(r"\s*(?:[-*+•]|\d{1,3}[.)]|[a-z][.)])\s+")
-# Candidate sentence ends: . ! ? (plus closing quotes, brackets or bold markers), then a space.
-_SENTENCE_END = re.compile(r"[.!?](?:[\"'”’)\]]|\*\*)*(?=\s+\S)")
-
 
 @dataclass(frozen=True)
 class Sentence:
@@ -64,84 +53,6 @@ class Sentence:
         return bare.endswith((":", "?")) or (
             text.startswith("**") and text.endswith("**") and len(text) < 100
         )
-
-
-def _lines(text: str) -> list[tuple[int, int]]:
-    spans, start = [], 0
-    for line in text.splitlines(keepends=True):
-        end = start + len(line.rstrip("\r\n"))
-        spans.append((start, end))
-        start += len(line)
-    return spans
-
-
-def _is_heading(line: str) -> bool:
-    if re.match(r"\s*#{1,6}\s", line):
-        return True
-    return bool(_HEADING.match(line)) and len(line.strip()) <= 80
-
-
-def split_blocks(text: str) -> list[tuple[int, int]]:
-    """Spans of paragraphs, list items, headings and table rows; wrapped lines are joined."""
-    blocks: list[tuple[int, int]] = []
-    current: tuple[int, int] | None = None
-    previous_line = ""
-    for start, end in _lines(text):
-        line = text[start:end]
-        if not line.strip():
-            if current:
-                blocks.append(current)
-            current = None
-            previous_line = ""
-            continue
-        new_block = (
-            current is None
-            or bool(_BLOCK_START.match(line))
-            or _is_heading(line)
-            or _is_heading(previous_line)
-            or previous_line.lstrip().startswith("|")
-        )
-        if new_block:
-            if current:
-                blocks.append(current)
-            first = start + len(line) - len(line.lstrip())
-            current = (first, end)
-        else:
-            current = (current[0], end)  # type: ignore[index]
-        previous_line = line
-    if current:
-        blocks.append(current)
-    return [(s, e) for s, e in blocks if text[s:e].strip()]
-
-
-def _ends_sentence(text: str, position: int) -> bool:
-    """Whether the period at `position` ends a sentence (not an abbreviation, not an initial)."""
-    if text[position] != ".":
-        return True
-    word = re.search(r"([\w.]+)$", text[:position])
-    token = word.group(1).lower() if word else ""
-    if token in ABBREVIATIONS or (len(token) == 1 and token.isalpha()):
-        return False
-    following = text[position + 1 :].lstrip(" \"'”’)]*\n\t")
-    return not following[:1].islower()
-
-
-def split_sentences(text: str, offset: int = 0) -> list[tuple[int, int]]:
-    """Sentence spans of one block of prose (absolute when `offset` is the block's start)."""
-    spans, start = [], 0
-    marker = _LIST_MARKER.match(text)
-    skip = marker.end() if marker else 0  # "1. Agree the purpose..." is one sentence, not "1." and the rest
-    for match in _SENTENCE_END.finditer(text):
-        if match.start() >= skip and _ends_sentence(text, match.start()):
-            end = match.end()
-            if text[start:end].strip():
-                spans.append((start, end))
-            start = end
-            while start < len(text) and text[start].isspace():
-                start += 1
-    if text[start:].strip():
-        spans.append((start, len(text.rstrip())))
-    return [(offset + s, offset + e) for s, e in spans]
 
 
 def _raw_sentences(text: str) -> list[Sentence]:

@@ -17,13 +17,13 @@ better scorer re-orders them and the top k are kept.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
+from .chunking import sentence_spans
 from .embeddings import embed
 from .store import RetrievedChunk
 
@@ -63,41 +63,6 @@ def mmr_select(
         available[best] = False
         redundancy = similarity[best] if len(picked) == 1 else np.maximum(redundancy, similarity[best])
     return picked
-
-
-# --- Sentences of a chunk ---------------------------------------------------------------------
-
-_BREAK = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(*])|\n\s*\n|\n(?=\s*(?:[-*+•|#]|\d+[.)]\s))")
-
-
-def sentence_spans(text: str, min_chars: int = 12) -> list[tuple[int, int]]:
-    """(start, end) of the sentences, list items, table rows and headings of `text`.
-
-    A simple rule, good enough for scoring: break after . ! ? before a capital, at blank lines, and
-    before a line that starts a list item, table row or heading. Pieces shorter than `min_chars`
-    join the next one.
-    """
-    spans: list[tuple[int, int]] = []
-    start = 0
-    pending: int | None = None
-    for match in _BREAK.finditer(text):
-        end = match.start()
-        first = start if pending is None else pending
-        piece = text[first:end].strip()
-        if piece:
-            if len(piece) < min_chars:
-                pending = first
-            else:
-                lead = len(text[first:end]) - len(text[first:end].lstrip())
-                spans.append((first + lead, first + lead + len(piece)))
-                pending = None
-        start = match.end()
-    first = start if pending is None else pending
-    piece = text[first:].strip()
-    if piece:
-        lead = len(text[first:]) - len(text[first:].lstrip())
-        spans.append((first + lead, first + lead + len(piece)))
-    return spans
 
 
 # --- Re-rankers ---------------------------------------------------------------------------------
@@ -237,5 +202,4 @@ __all__ = [
     "RerankerUnavailableError",
     "SentenceReranker",
     "mmr_select",
-    "sentence_spans",
 ]

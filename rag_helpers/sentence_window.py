@@ -22,10 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from .chunking import Chunk
+from .chunking import Chunk, sentence_spans
 from .documents import Document
 from .keyword import check_query, read_collection
-from .rerank import sentence_spans
 from .store import (
     CHUNK_KEYS,
     RetrievedChunk,

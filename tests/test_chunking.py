@@ -9,11 +9,14 @@ from hypothesis import strategies as st
 from rag_helpers.chunking import (
     CharacterSplitter,
     Chunk,
+    SentenceSplitter,
     StructureSplitter,
     TokenSplitter,
     chunk_documents,
     split_text,
     split_text_spans,
+    sentence_spans,
+    split_sentences,
 )
 from rag_helpers.documents import Document
 
@@ -187,3 +190,40 @@ def test_token_splitter_finds_what_the_character_splitter_truncates(model):
     assert over, "expected some 1000-character chunks of dense text to exceed the window"
     for s, e in TokenSplitter(tokenizer)(dense):
         assert len(tokenizer(dense[s:e])["input_ids"]) <= 256
+
+
+# --- The sentence splitter -------------------------------------------------------------------
+
+
+def test_sentence_spans_cover_sentences_items_rows_and_headings():
+    text = (
+        "# Meals\n\nYou get a per diem of €52. Half on travel days.\n"
+        "- Breakfast: reduce by 15%\n| City | Cap |\n|---|---|\n| London | £185 |\nOk."
+    )
+    pieces = [text[s:e] for s, e in sentence_spans(text)]
+    assert pieces == [
+        "# Meals\n\nYou get a per diem of €52.",  # a heading shorter than min_chars joins the next piece
+        "Half on travel days.",
+        "- Breakfast: reduce by 15%",
+        "| City | Cap |",  # the |---| separator row is no sentence
+        "| London | £185 |\nOk.",  # "Ok." is shorter than min_chars, so it joins its neighbour
+    ]
+    assert sentence_spans("") == []
+    assert SentenceSplitter()(text) == sentence_spans(text)
+
+
+def test_sentences_keep_abbreviations_and_initials_together():
+    text = "Claims need receipts, e.g. hotel bills. Ask J. Smith in approx. 5 days. Then wait."
+    assert [text[s:e] for s, e in split_sentences(text)] == [
+        "Claims need receipts, e.g. hotel bills.",
+        "Ask J. Smith in approx. 5 days.",
+        "Then wait.",
+    ]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.text(alphabet="ab .!?\n-|#1", max_size=200))
+def test_sentence_spans_are_ordered_non_empty_slices(text):
+    spans = sentence_spans(text)
+    assert all(0 <= s < e <= len(text) for s, e in spans)
+    assert all(e1 <= s2 for (_, e1), (s2, _) in zip(spans, spans[1:]))

@@ -11,7 +11,6 @@ from rag_helpers.rerank import (
     RerankerUnavailableError,
     SentenceReranker,
     mmr_select,
-    sentence_spans,
 )
 from rag_helpers.store import RetrievedChunk
 
@@ -43,21 +42,6 @@ def test_mmr_edge_cases():
     assert len(mmr_select(unit(1, 0), np.stack([unit(1, 0)]), 5)) == 1
     with pytest.raises(ValueError, match="between 0 and 1"):
         mmr_select(unit(1, 0), np.stack([unit(1, 0)]), 1, lambda_=1.5)
-
-
-def test_sentence_spans_cover_sentences_items_rows_and_headings():
-    text = (
-        "# Meals\n\nYou get a per diem of €52. Half on travel days.\n"
-        "- Breakfast: reduce by 15%\n| London | £185 |\nOk."
-    )
-    pieces = [text[s:e] for s, e in sentence_spans(text)]
-    assert pieces == [
-        "# Meals\n\nYou get a per diem of €52.",  # a heading shorter than min_chars joins the next piece
-        "Half on travel days.",
-        "- Breakfast: reduce by 15%",
-        "| London | £185 |\nOk.",  # "Ok." is shorter than min_chars, so it joins its neighbour
-    ]
-    assert sentence_spans("") == []
 
 
 def chunk(chunk_id: str, text: str) -> RetrievedChunk:
