@@ -5,7 +5,7 @@ Usage: python bench/retrievers.py [--db PATH] [--precision fp32] [--questions FI
 
 Builds (or refreshes) the index of the corpus in --db (default: a folder under bench/results/,
 kept between runs so the sentence index is built only once), in fp32 like the README's baseline,
-then evaluates each retriever of `rag_helpers.retrievers.RETRIEVERS`. --grid adds the fusion
+then evaluates each retriever of `rag_helpers.registry.RETRIEVERS`. --grid adds the fusion
 settings tried when choosing the defaults (RRF k and candidates). Never part of the tests.
 """
 
@@ -23,8 +23,8 @@ from rag_helpers.embeddings import load_embedding_model
 from rag_helpers.evaluation import evaluate, percentile
 from rag_helpers.leaderboard import compare_retrievers, leaderboard_rows, leaderboard_table
 from rag_helpers.questions import load_questions
-from rag_helpers.retrievers import DEFAULT_RETRIEVER, RETRIEVERS, make_retriever
-from rag_helpers.store import ensure_index
+from rag_helpers.registry import DEFAULT_RETRIEVER, RETRIEVERS, make_retriever
+from rag_helpers.indexes import ensure_index
 
 TARGET_P50_MS, TARGET_P95_MS = 30, 60  # the default retriever, per query, on 3611 chunks
 

@@ -355,15 +355,19 @@ class SentenceSplitter:
 def chunk_documents(
     documents: Iterable[Document],
     splitter: Splitter | Callable[[str], list[Span]] | None = None,
+    id_format: str = "{document}_{index}",
 ) -> list[Chunk]:
-    """Split each document; chunk ids are `f"{document.id}_{i}"`, as in the original tutorial."""
+    """Split each document; chunk ids are `f"{document.id}_{i}"`, as in the original tutorial.
+
+    `id_format` names the chunks otherwise (the sentence index uses "{document}#s{index}").
+    """
     splitter = splitter or CharacterSplitter()
     chunks = []
     for document in documents:
         for i, (start, end) in enumerate(splitter(document.text)):
             chunks.append(
                 Chunk(
-                    id=f"{document.id}_{i}",
+                    id=id_format.format(document=document.id, index=i),
                     text=document.text[start:end],
                     document_id=document.id,
                     index=i,

@@ -44,20 +44,13 @@ def settings_from_args(args: argparse.Namespace, settings: Settings | None = Non
 
 
 def add_retriever_arg(parser: argparse.ArgumentParser, default: str) -> None:
-    """`--retriever NAME`, one of `rag_helpers.retrievers.RETRIEVERS`."""
-    from .retrievers import RETRIEVERS
+    """`--retriever NAME`, one of `rag_helpers.registry.RETRIEVERS`."""
+    from .registry import RETRIEVERS
 
     parser.add_argument(
         "--retriever", choices=list(RETRIEVERS), default=default, metavar="NAME",
         help=f"how to search: {', '.join(RETRIEVERS)} (default {default})",
     )
-
-
-def make_cli_retriever(name: str, collection: object, model: object = None, progress: bool = True) -> object:
-    """The retriever `name` over `collection`; indexes it needs (BM25, sentences) are built on first use."""
-    from .retrievers import make_retriever
-
-    return make_retriever(name, collection, model, progress=progress)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -135,6 +128,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
     from .evaluation import DEFAULT_K_VALUES, evaluate
     from .questions import load_questions
+    from .registry import make_retriever
     from .store import collection_distance, get_client, open_collection
 
     if args.k < 1:
@@ -142,7 +136,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     questions = load_questions(args.questions)
     collection = open_collection(get_client(settings, create=False), settings.collection)
-    retriever = make_cli_retriever(args.retriever, collection, progress=not args.json)
+    retriever = make_retriever(args.retriever, collection)
     report = evaluate(
         retriever,
         questions,
@@ -247,6 +241,7 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
 
     from .documents import DocumentLoadWarning, scan_folder
     from .embeddings import describe_model, load_embedding_model
+    from .indexes import update_indexes
     from .store import (
         check_root_early,
         get_client,
@@ -305,9 +300,12 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
             force=args.force,
             allow_other_root=args.allow_other_root,
         )
+        # The keyword and sentence indexes follow the chunks now, so no search has to build them.
+        indexes = update_indexes(collection, model, progress=not args.quiet)
     if args.json:
         data = {
             **report.to_dict(),
+            "indexes": indexes.to_dict(),
             "documents": len(documents),
             "index": _index_location(settings),
             "model": describe_model(model) if model is not None else _collection_model_info(collection),
@@ -320,6 +318,7 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
             f"{len(documents)} documents from {args.directory} into {_index_location(settings)}, "
             f"collection {report.summary()}"
         )
+        print(indexes.summary()[:1].upper() + indexes.summary()[1:])
     return 0
 
 
@@ -359,6 +358,7 @@ def _add_query(commands: argparse._SubParsersAction) -> None:
 def _cmd_query(args: argparse.Namespace) -> int:
     import json
 
+    from .registry import make_retriever
     from .store import get_client, open_collection
 
     if not args.question.strip():
@@ -374,7 +374,7 @@ def _cmd_query(args: argparse.Namespace) -> int:
             settings.embedding_model, device=settings.device, precision=args.precision
         )
     collection = open_collection(get_client(settings, create=False), settings.collection, model=model)
-    retriever = make_cli_retriever(args.retriever, collection, model, progress=not args.json)
+    retriever = make_retriever(args.retriever, collection, model)
     hits = retriever(args.question, args.k)
     if args.json:
         rows = [{"id": h.id, "distance": h.distance, "document": h.document_id, "text": h.text} for h in hits]
@@ -454,7 +454,7 @@ def _add_ask(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("question", metavar="QUESTION", help="the question to answer")
     add_connection_args(parser)
     parser.add_argument("-k", "--k", type=int, default=5, help="how many chunks to retrieve (default 5)")
-    from .retrievers import DEFAULT_RETRIEVER
+    from .registry import DEFAULT_RETRIEVER
 
     add_retriever_arg(parser, DEFAULT_RETRIEVER)
     parser.add_argument(
@@ -532,6 +532,7 @@ def _cmd_ask(args: argparse.Namespace) -> int:
 
     from .generation import choose_backend, get_llm
     from .pipeline import answer_question, stream_answer
+    from .registry import make_retriever
     from .store import get_client, open_collection
 
     if args.k < 1:
@@ -554,7 +555,7 @@ def _cmd_ask(args: argparse.Namespace) -> int:
     in_process = backend in ("offline", "local")  # nothing to wait for over the network
     options = {"timeout": args.timeout} if args.timeout is not None and not in_process else {}
     llm = get_llm(settings, backend, args.model, embedding_model=model, **options)
-    retriever = make_cli_retriever(args.retriever, collection, model, progress=not args.json)
+    retriever = make_retriever(args.retriever, collection, model)
     params = {"temperature": args.temperature, "max_tokens": args.max_tokens, "top_p": args.top_p}
     params = {name: value for name, value in params.items() if value is not None}
     if args.budget is not None:
@@ -612,7 +613,7 @@ def _add_eval_answers(commands: argparse._SubParsersAction) -> None:
         help="who answers when generating (default: LLM_BACKEND from settings)",
     )
     parser.add_argument("--model", metavar="NAME", help="language model (default: LLM_MODEL from settings)")
-    from .retrievers import DEFAULT_RETRIEVER
+    from .registry import DEFAULT_RETRIEVER
 
     add_retriever_arg(parser, DEFAULT_RETRIEVER)
     parser.add_argument("-k", "--k", type=int, default=5, help="how many chunks to retrieve (default 5)")
@@ -662,6 +663,7 @@ def _generate_answers(args: argparse.Namespace, questions: list) -> tuple[list, 
     from .evaluation import _locate_all
     from .generation import choose_backend, get_llm
     from .pipeline import answer_question
+    from .registry import make_retriever
     from .store import get_client, open_collection
 
     if args.k < 1:
@@ -672,7 +674,7 @@ def _generate_answers(args: argparse.Namespace, questions: list) -> tuple[list, 
     collection = open_collection(get_client(settings, create=False), settings.collection)
     model = _collection_model(collection, settings) if backend == "offline" else None
     llm = get_llm(settings, backend, args.model, embedding_model=model)
-    retriever = make_cli_retriever(args.retriever, collection, model, progress=not args.json)
+    retriever = make_retriever(args.retriever, collection, model)
     params = {"max_tokens": args.max_tokens, "temperature": args.temperature}
     params = {name: value for name, value in params.items() if value is not None}
     threshold = gate_threshold(args, settings)

@@ -7,7 +7,8 @@ import functools
 import hashlib
 import importlib.util
 import platform
-from collections.abc import Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -187,6 +188,46 @@ def embed(
 def embed_one(text: str, model: Any) -> np.ndarray:
     """Encode a single text (the original tutorial's one-at-a-time style), shape (dim,)."""
     return embed([text], model, batch_size=1, progress=False)[0]
+
+
+class QueryEncoder:
+    """The query encoder: embeds questions, remembering the last `cache_size` of them.
+
+    One embedding per question however many retrievers (of a hybrid, say) ask for it. Give it
+    the model, or `load`, a function that loads it on the first question (so building a retriever
+    that never embeds, like BM25, loads no model).
+    """
+
+    def __init__(self, model: Any = None, cache_size: int = 256, *, load: Callable[[], Any] | None = None):
+        if model is None and load is None:
+            raise ValueError("QueryEncoder needs the embedding model (or a function that loads it).")
+        self._model = model
+        self._load = load
+        self.cache_size = cache_size
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+
+    @property
+    def model(self) -> Any:
+        """The embedding model, loaded on first use when only `load` was given."""
+        if self._model is None:
+            self._model = self._load()  # type: ignore[misc]
+        return self._model
+
+    def __call__(self, text: str) -> np.ndarray:
+        vector = self._cache.get(text)
+        if vector is None:
+            vector = embed_one(text, self.model)
+            self._cache[text] = vector
+            if len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+        else:
+            self._cache.move_to_end(text)
+        return vector
+
+    def __repr__(self) -> str:
+        if self._model is None:
+            return "QueryEncoder(model not loaded yet)"
+        return f"QueryEncoder({getattr(self._model, 'rag_name', type(self._model).__name__)!r})"
 
 
 # --- Embedding cache ---------------------------------------------------------------------------

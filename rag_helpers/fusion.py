@@ -10,18 +10,31 @@ from each ranking it appears in (rank 1 is the best) and adds them up. It looks 
 rankings whose scores live on different scales (a cosine similarity, a BM25 score) mix without any
 tuning; `k` (60 in the paper) damps the difference between the very top ranks.
 
+`HybridRetriever` asks several retrievers (dense and BM25, say) for their candidates and fuses
+their rankings with RRF; `fuse_hits` does the same for hit lists (multi-query and expansion use it).
+k=60 is the one default, the paper's and Chroma's own (`chromadb.Rrf`).
+
 *Weighted score fusion* instead rescales each ranking's scores to [0, 1] (min-max) and adds them
 with weights: it keeps how far ahead an item is, but one outlier score can squash the rest.
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping, Sequence
-from typing import TypeVar
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from dataclasses import replace
+from typing import Any, TypeVar
+
+import numpy as np
+
+from .base import RetrievedChunk, Retriever, check_query
+from .dense import DenseRetriever
+from .keyword import BM25Retriever
+from .windows import SentenceChunkRetriever
 
 Item = TypeVar("Item", bound=Hashable)
 
 DEFAULT_RRF_K = 60
+FUSION_CANDIDATES = 20  # chunks each fused retriever contributes
 
 
 def _check_weights(weights: Sequence[float] | None, count: int) -> list[float]:
@@ -103,4 +116,114 @@ def weighted_score_fusion(
     return sorted(totals.items(), key=lambda pair: (-pair[1], order[pair[0]]))  # type: ignore[return-value]
 
 
-__all__ = ["DEFAULT_RRF_K", "min_max_normalise", "reciprocal_rank_fusion", "weighted_score_fusion"]
+# --- Fusing hits, and the hybrid retriever ----------------------------------------------------
+
+
+def fuse_hits(
+    rankings: Sequence[Sequence[RetrievedChunk]],
+    k: int,
+    rrf_k: float = DEFAULT_RRF_K,
+    weights: Sequence[float] | None = None,
+) -> list[RetrievedChunk]:
+    """The `k` best hits of several rankings by reciprocal rank fusion, each with its RRF score.
+
+    A chunk found by several rankings keeps the first copy that has a dense distance (else the first).
+    """
+    by_id: dict[str, RetrievedChunk] = {}
+    for ranking in rankings:
+        for hit in ranking:
+            kept = by_id.get(hit.id)
+            if kept is None or (kept.distance is None and hit.distance is not None):
+                by_id[hit.id] = hit
+    fused = reciprocal_rank_fusion([[h.id for h in r] for r in rankings], k=rrf_k, weights=weights)
+    return [replace(by_id[chunk_id], score=float(score)) for chunk_id, score in fused[:k]]
+
+
+class HybridRetriever:
+    """Ask several retrievers for `candidates` chunks each and fuse their rankings with RRF.
+
+    The fused chunk keeps the first retriever's copy (its distance, if it has one) and gets the
+    RRF score; `weights` give each retriever's vote its weight.
+    """
+
+    name = "hybrid"
+
+    def __init__(
+        self,
+        retrievers: Sequence[Retriever],
+        weights: Sequence[float] | None = None,
+        rrf_k: float = DEFAULT_RRF_K,
+        candidates: int = FUSION_CANDIDATES,
+    ) -> None:
+        if not retrievers:
+            raise ValueError("HybridRetriever needs at least one retriever to fuse")
+        if weights is not None and len(weights) != len(retrievers):
+            raise ValueError(f"got {len(weights)} weights for {len(retrievers)} retrievers")
+        self.retrievers = list(retrievers)
+        self.weights = list(weights) if weights is not None else None
+        self.rrf_k = rrf_k
+        self.candidates = candidates
+
+    @classmethod
+    def from_collection(
+        cls,
+        collection: Any,
+        encode: Callable[[str], np.ndarray] | None = None,
+        *,
+        where: Mapping[str, Any] | None = None,
+        where_document: Mapping[str, Any] | None = None,
+        rrf_k: float = DEFAULT_RRF_K,
+        weights: Sequence[float] | None = None,
+        candidates: int = FUSION_CANDIDATES,
+    ) -> HybridRetriever:
+        """Dense + BM25, fused by reciprocal rank fusion (RRF); `weights` = (dense, bm25)."""
+        filters = {"where": where, "where_document": where_document}
+        parts = [DenseRetriever.from_collection(collection, encode, **filters),
+                 BM25Retriever.from_collection(collection, **filters)]
+        return cls(parts, weights=weights, rrf_k=rrf_k, candidates=candidates)
+
+    def rankings(self, query: str, k: int) -> list[list[RetrievedChunk]]:
+        """Each retriever's own ranking (the input of the fusion)."""
+        depth = max(k, self.candidates)
+        return [list(retriever(query, depth)) for retriever in self.retrievers]
+
+    def __call__(self, query: str, k: int = 5) -> list[RetrievedChunk]:
+        check_query(query, k)
+        return fuse_hits(self.rankings(query, k), k, self.rrf_k, self.weights)
+
+    def __repr__(self) -> str:
+        parts = ", ".join(getattr(r, "name", type(r).__name__) for r in self.retrievers)
+        options = f"weights={self.weights}, rrf_k={self.rrf_k}, candidates={self.candidates}"
+        return f"HybridRetriever([{parts}], {options})"
+
+
+def hybrid_sentence(
+    collection: Any,
+    encode: Callable[[str], np.ndarray] | None = None,
+    *,
+    where: Mapping[str, Any] | None = None,
+    where_document: Mapping[str, Any] | None = None,
+    rrf_k: float = DEFAULT_RRF_K,
+    weights: Sequence[float] | None = None,
+    candidates: int = FUSION_CANDIDATES,
+) -> HybridRetriever:
+    """Dense chunks + BM25 + best sentence (sentence_chunks), fused by RRF; `weights` in that order."""
+    filters = {"where": where, "where_document": where_document}
+    parts = [
+        DenseRetriever.from_collection(collection, encode, **filters),
+        BM25Retriever.from_collection(collection, **filters),
+        SentenceChunkRetriever.from_collection(collection, encode, **filters),
+    ]
+    return HybridRetriever(parts, weights=weights, rrf_k=rrf_k, candidates=candidates)
+
+
+__all__ = [
+    "DEFAULT_RRF_K",
+    "FUSION_CANDIDATES",
+    "HybridRetriever",
+    "fuse_hits",
+    "hybrid_sentence",
+    "min_max_normalise",
+    "reciprocal_rank_fusion",
+    "weighted_score_fusion",
+]

@@ -3,7 +3,7 @@
     reports = compare_retrievers(["dense", "bm25", "hybrid"], collection, model, questions)
     print(leaderboard_table(reports))
 
-Each retriever is built with `retrievers.make_retriever`, asked one warm-up question (so one-off
+Each retriever is built with `registry.make_retriever`, asked one warm-up question (so one-off
 costs such as loading an index are not counted as query latency), then evaluated with
 `evaluation.evaluate`. Latency is the wall-clock time of each retriever call, query embedding
 included.
@@ -17,7 +17,7 @@ from typing import Any
 
 from .evaluation import EvalReport, evaluate, percentile
 from .questions import KINDS, UNANSWERABLE, Question
-from .retrievers import make_retriever
+from .registry import make_retriever
 
 WARM_UP_QUERY = "How do I get started?"
 

@@ -6,7 +6,8 @@ are relevant and borrows from them:
 * `rocchio` moves the query vector towards the mean of the top chunks' vectors
   (Rocchio, 1971): `q' = alpha * q + beta * mean(top chunks)`, renormalised;
 * `expansion_terms` picks the words that are frequent in the top chunks but rare in the collection
-  (an RM3-like rule) and adds them, with lower weights, to the keyword query.
+  (an RM3-like rule) and adds them, with lower weights, to the keyword query;
+* `ExpandedRetriever` does both after a first hybrid search, and searches again.
 
 With a language model configured (`rag_helpers.generation.get_llm`):
 
@@ -22,17 +23,18 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
-from .fusion import DEFAULT_RRF_K, reciprocal_rank_fusion
-from .keyword import BM25Index, tokenize
-from .store import RetrievedChunk
-
-Retriever = Callable[[str, int], Sequence[RetrievedChunk]]
+from .base import RetrievedChunk, Retriever, check_query
+from .dense import DenseRetriever
+from .fusion import DEFAULT_RRF_K, FUSION_CANDIDATES, HybridRetriever, fuse_hits
+from .indexes import BM25Index, tokenize
+from .keyword import BM25Retriever
+from .store import query_encoder, stored_vectors
 
 
 class LanguageModelRequiredError(ValueError):
@@ -177,12 +179,7 @@ class MultiQueryRetriever:
     def __call__(self, query: str, k: int = 5) -> list[RetrievedChunk]:
         self.last_queries = multi_query(query, self.llm, self.n)
         results = [list(self.base(q, max(k, self.candidates))) for q in self.last_queries]
-        by_id: dict[str, RetrievedChunk] = {}
-        for hits in results:
-            for hit in hits:
-                by_id.setdefault(hit.id, hit)
-        fused = reciprocal_rank_fusion([[h.id for h in hits] for hits in results], k=self.rrf_k)
-        return [_with_score(by_id[chunk_id], score) for chunk_id, score in fused[:k]]
+        return fuse_hits(results, k, self.rrf_k)
 
     def __repr__(self) -> str:
         return f"MultiQueryRetriever(base={self.base!r}, n={self.n})"
@@ -215,15 +212,104 @@ class HyDERetriever:
         return f"HyDERetriever(include_question={self.include_question})"
 
 
-def _with_score(chunk: RetrievedChunk, score: float) -> RetrievedChunk:
-    return replace(chunk, score=float(score))
+def hyde_retriever(
+    collection: Any,
+    model: Any = None,
+    llm: Any = None,
+    *,
+    include_question: bool = True,
+    where: Mapping[str, Any] | None = None,
+    where_document: Mapping[str, Any] | None = None,
+) -> HyDERetriever:
+    """HyDE: dense search with the vector of a passage `llm` writes to answer the question."""
+    dense = DenseRetriever(collection, query_encoder(collection, model), where, where_document)
+    return HyDERetriever(dense.search_vector, dense.encode, llm, include_question=include_question)  # type: ignore[arg-type]
+
+
+# --- Pseudo-relevance feedback as a retriever -------------------------------------------------
+
+
+class ExpandedRetriever:
+    """Offline query expansion by pseudo-relevance feedback.
+
+    A first hybrid search takes its top `feedback` chunks as relevant; the dense query vector moves
+    towards theirs (`rocchio`), the keyword query gains their most telling words (`expansion_terms`,
+    weighted by `term_weight`), and a second hybrid search with both gives the result. `score` is
+    the second fusion's RRF score; `distance` is None (the second search's distances are to the
+    moved query vector, not to the question). `last_terms` holds the words the last query gained.
+    """
+
+    name = "expanded"
+
+    def __init__(
+        self,
+        dense: DenseRetriever,
+        bm25: BM25Retriever,
+        feedback: int = 3,
+        alpha: float = 1.0,
+        beta: float = 0.3,
+        n_terms: int = 5,
+        term_weight: float = 0.3,
+        rrf_k: float = DEFAULT_RRF_K,
+        candidates: int = FUSION_CANDIDATES,
+    ) -> None:
+        if dense.encode is None:
+            raise ValueError("ExpandedRetriever needs a DenseRetriever with an encoder (encode=QueryEncoder(model)).")
+        self.dense, self.bm25 = dense, bm25
+        self.first = HybridRetriever([dense, bm25], rrf_k=rrf_k, candidates=candidates)
+        self.feedback, self.alpha, self.beta = feedback, alpha, beta
+        self.n_terms, self.term_weight = n_terms, term_weight
+        self.rrf_k, self.candidates = rrf_k, candidates
+        self.last_terms: dict[str, float] = {}
+
+    @classmethod
+    def from_collection(
+        cls,
+        collection: Any,
+        encode: Callable[[str], np.ndarray] | None = None,
+        *,
+        where: Mapping[str, Any] | None = None,
+        where_document: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> ExpandedRetriever:
+        """Hybrid, then search again with pseudo-relevance feedback (offline query expansion)."""
+        dense = DenseRetriever(collection, query_encoder(collection, encode), where, where_document)
+        bm25 = BM25Retriever.from_collection(collection, where=where, where_document=where_document)
+        return cls(dense, bm25, **options)
+
+    def __call__(self, query: str, k: int = 5) -> list[RetrievedChunk]:
+        check_query(query, k)
+        depth = max(k, self.candidates)
+        first = self.first(query, self.feedback)
+        if not first:
+            return self.first(query, k)
+        feedback = stored_vectors(self.dense.collection, [c.id for c in first])
+        weights = [1.0 / (rank + 1) for rank in range(len(first))]
+        vector = rocchio(self.dense.encode(query), feedback, self.alpha, self.beta, weights)  # type: ignore[misc]
+        dense_hits = self.dense.search_vector(vector, depth)
+
+        self.last_terms = expansion_terms(query, [c.text for c in first], self.bm25.index, self.n_terms)
+        tokens = tokenize(query) + list(self.last_terms)
+        term_weights = {t: self.term_weight * w for t, w in self.last_terms.items()}
+        keyword_hits = self.bm25.search(tokens, depth, weights=term_weights)
+        # Distances of the second pass are to the moved query vector, not to the question: dropped.
+        fused = fuse_hits([dense_hits, keyword_hits], k, self.rrf_k)
+        return [replace(hit, distance=None) for hit in fused]
+
+    def __repr__(self) -> str:
+        return (
+            f"ExpandedRetriever(feedback={self.feedback}, beta={self.beta}, n_terms={self.n_terms}, "
+            f"term_weight={self.term_weight})"
+        )
 
 
 __all__ = [
+    "ExpandedRetriever",
     "HyDERetriever",
     "LanguageModelRequiredError",
     "MultiQueryRetriever",
     "expansion_terms",
+    "hyde_retriever",
     "hypothetical_document",
     "multi_query",
     "rocchio",

@@ -1,11 +1,8 @@
-"""Re-order retrieved candidates: maximal marginal relevance, an offline re-ranker, a cross-encoder.
+"""Re-order retrieved candidates: an offline re-ranker, a cross-encoder, and the re-ranking retriever.
 
 The usual shape of a two-stage search: a fast retriever fetches 20-50 *candidates*, then a slower,
 better scorer re-orders them and the top k are kept.
 
-* `mmr_select` picks results that are relevant *and* different from each other (Carbonell and
-  Goldstein, 1998): each step takes the candidate with the best
-  `lambda * sim(query, c) - (1 - lambda) * max sim(c, already picked)`.
 * `SentenceReranker` needs nothing beyond the embedding model: a chunk often holds its answer in
   one sentence surrounded by unrelated text, which blurs the chunk's single vector; so each
   candidate is scored by its best-matching sentence's cosine to the query, blended with its
@@ -13,56 +10,32 @@ better scorer re-orders them and the top k are kept.
 * `CrossEncoderReranker` reads query and chunk together with a cross-encoder model
   (e.g. `cross-encoder/ms-marco-MiniLM-L6-v2`); it needs the model files, so offline it raises
   `RerankerUnavailableError` with what to do.
+
+`RerankRetriever` fetches hybrid candidates and re-orders them; by default with the
+`SentenceReranker` reading the stored sentence vectors of the sentence index (built by ingest),
+so re-ranking embeds only the query.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
+from .base import RetrievedChunk, Retriever, check_query
 from .chunking import sentence_spans
 from .embeddings import embed
-from .store import RetrievedChunk
+from .fusion import HybridRetriever
+from .indexes import open_sentence_index
+from .store import query_encoder
 
 DEFAULT_CROSS_ENCODER = "cross-encoder/ms-marco-MiniLM-L6-v2"
 
 
 class RerankerUnavailableError(RuntimeError):
     """The re-ranking model cannot be loaded (not downloaded, no network, or a library is missing)."""
-
-
-# --- Maximal marginal relevance ---------------------------------------------------------------
-
-
-def mmr_select(
-    query_vector: np.ndarray, vectors: np.ndarray, k: int, lambda_: float = 0.5
-) -> list[tuple[int, float]]:
-    """Pick `k` rows of `vectors` by maximal marginal relevance; returns (row, MMR value) in pick order.
-
-    Vectors are unit length (cosine = dot product). `lambda_=1` is plain relevance order,
-    `lambda_=0` only diversity. Equal values go to the earlier row.
-    """
-    if not 0.0 <= lambda_ <= 1.0:
-        raise ValueError(f"lambda_ must be between 0 and 1, got {lambda_}")
-    vectors = np.asarray(vectors, dtype=np.float32)
-    if vectors.ndim != 2 or len(vectors) == 0:
-        return []
-    relevance = vectors @ np.asarray(query_vector, dtype=np.float32)
-    similarity = vectors @ vectors.T
-    picked: list[tuple[int, float]] = []
-    redundancy = np.zeros(len(vectors), dtype=np.float32)  # max similarity to anything picked so far
-    available = np.ones(len(vectors), dtype=bool)
-    for _ in range(min(k, len(vectors))):
-        values = lambda_ * relevance - (1.0 - lambda_) * redundancy
-        values = np.where(available, values, -np.inf)
-        best = int(np.argmax(values))  # the first of equal maxima
-        picked.append((best, float(values[best])))
-        available[best] = False
-        redundancy = similarity[best] if len(picked) == 1 else np.maximum(redundancy, similarity[best])
-    return picked
 
 
 # --- Re-rankers ---------------------------------------------------------------------------------
@@ -99,6 +72,8 @@ class SentenceReranker:
     ) -> None:
         if not 0.0 <= weight <= 1.0:
             raise ValueError(f"weight must be between 0 and 1, got {weight}")
+        if model is None and (sentence_vectors is None or query_vector is None):
+            raise ValueError("SentenceReranker needs the embedding model, or both sentence_vectors and query_vector.")
         self.model = model
         self.weight = weight
         self.sentence_vectors = sentence_vectors
@@ -196,10 +171,120 @@ class CrossEncoderReranker:
         return f"CrossEncoderReranker({self.model_name!r})"
 
 
+# --- Stored sentence vectors -------------------------------------------------------------------
+
+
+class SentenceVectors:
+    """The stored vectors of the sentences inside each chunk, read from the sentence index.
+
+    For `SentenceReranker(sentence_vectors=...)`: re-ranking then embeds only the query.
+    A sentence belongs to a chunk when at least half of it lies inside the chunk's span. Each
+    document's sentences are read from Chroma once and kept in memory.
+    """
+
+    def __init__(self, sentences: Any) -> None:
+        self.sentences = sentences
+        self._by_document: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+    def _load(self, document_ids: Iterable[str]) -> None:
+        missing = sorted({d for d in document_ids if d not in self._by_document})
+        if not missing:
+            return
+        data = self.sentences.get(
+            where={"document_id": {"$in": missing}}, include=["metadatas", "embeddings"]
+        )
+        found: dict[str, list[tuple[int, int, Any]]] = {d: [] for d in missing}
+        for meta, vector in zip(data["metadatas"], data["embeddings"]):
+            found.setdefault(str(meta["document_id"]), []).append(
+                (int(meta["start"]), int(meta["end"]), vector)
+            )
+        for document_id, rows in found.items():
+            rows.sort(key=lambda row: row[0])
+            starts = np.array([r[0] for r in rows], dtype=np.int64)
+            ends = np.array([r[1] for r in rows], dtype=np.int64)
+            vectors = np.asarray([r[2] for r in rows], dtype=np.float32).reshape(len(rows), -1)
+            self._by_document[document_id] = (starts, ends, vectors)
+
+    def __call__(self, chunks: Sequence[RetrievedChunk]) -> list[np.ndarray]:
+        self._load(c.document_id for c in chunks)
+        out = []
+        for chunk in chunks:
+            starts, ends, vectors = self._by_document.get(
+                chunk.document_id, (np.zeros(0), np.zeros(0), np.zeros((0, 1)))
+            )
+            inside = np.minimum(ends, chunk.end) - np.maximum(starts, chunk.start)
+            out.append(vectors[inside * 2 >= (ends - starts)] if len(starts) else vectors)
+        return out
+
+
+# --- The re-ranking retriever -------------------------------------------------------------------
+
+
+class RerankRetriever:
+    """Fetch `candidates` chunks with a first retriever, re-order them with a re-ranker, keep the top k."""
+
+    name = "rerank"
+
+    def __init__(self, first: Retriever, reranker: Any, candidates: int = 20) -> None:
+        self.first = first
+        self.reranker = reranker
+        self.candidates = candidates
+
+    @classmethod
+    def from_collection(
+        cls,
+        collection: Any,
+        encode: Callable[[str], np.ndarray] | None = None,
+        *,
+        where: Mapping[str, Any] | None = None,
+        where_document: Mapping[str, Any] | None = None,
+        reranker: Any = None,
+        weight: float = 0.5,
+        candidates: int = 30,
+        first: Retriever | None = None,
+    ) -> RerankRetriever:
+        """Hybrid candidates re-ordered by their best sentence (offline re-ranker), or by `reranker`.
+
+        The sentence vectors come from the sentence index, so re-ranking embeds only the query.
+        `reranker="cross-encoder"` loads `CrossEncoderReranker()` (needs the model files); any
+        object with `rerank(query, chunks, k)` works too.
+        """
+        encode = query_encoder(collection, encode)
+        if first is None:
+            first = HybridRetriever.from_collection(
+                collection, encode, where=where, where_document=where_document
+            )
+        if reranker is None:
+            reranker = SentenceReranker(
+                None,
+                weight=weight,
+                sentence_vectors=SentenceVectors(open_sentence_index(collection)),
+                query_vector=encode,
+            )
+        elif isinstance(reranker, str):
+            if reranker not in ("cross-encoder", "cross_encoder"):
+                raise ValueError(
+                    f"Unknown reranker {reranker!r}; use 'cross-encoder' or pass a re-ranker object."
+                )
+            reranker = CrossEncoderReranker()
+        return cls(first, reranker, candidates=candidates)
+
+    def __call__(self, query: str, k: int = 5) -> list[RetrievedChunk]:
+        check_query(query, k)
+        candidates = list(self.first(query, max(k, self.candidates)))
+        return self.reranker.rerank(query, candidates, k)
+
+    def __repr__(self) -> str:
+        return (
+            f"RerankRetriever(first={self.first!r}, reranker={self.reranker!r}, candidates={self.candidates})"
+        )
+
+
 __all__ = [
     "DEFAULT_CROSS_ENCODER",
     "CrossEncoderReranker",
+    "RerankRetriever",
     "RerankerUnavailableError",
     "SentenceReranker",
-    "mmr_select",
+    "SentenceVectors",
 ]

@@ -28,11 +28,10 @@ from chromadb.errors import InvalidArgumentError, NotFoundError
 from chromadb.utils.embedding_functions import register_embedding_function
 from tqdm.auto import tqdm
 
-from .base import CHUNK_KEYS, Chunk, Document, RetrievedChunk
-from .chunking import Splitter, chunk_documents
-from .config import SAMPLE_CORPUS_DIR, Settings
-from .documents import DocumentFolder, scan_folder
-from .embeddings import embed, load_embedding_model
+from .base import CHUNK_KEYS, Chunk, Document, RetrievedChunk, check_query
+from .config import Settings
+from .documents import DocumentFolder
+from .embeddings import QueryEncoder, embed, load_embedding_model
 
 DISTANCES = ("l2", "cosine", "ip")
 EMBEDDING_FUNCTION_NAME = "rag_helpers_sentence_transformers"
@@ -310,9 +309,61 @@ def delete_collection(client: ClientAPI, name: str) -> bool:
     return True
 
 
+def client_of(collection: Collection) -> ClientAPI:
+    """A client of the index `collection` lives in (to open its sibling collections)."""
+    # Clients of one index share their system, so making one per call is cheap.
+    settings = chroma_settings_of(collection)
+    return chromadb.Client(settings, tenant=collection.tenant, database=collection.database)
+
+
+def chroma_settings_of(collection: Collection) -> ChromaSettings:
+    """The Chroma settings of the index `collection` lives in (its folder, or its server's address)."""
+    # Chroma's Collection has no public accessor for its client or settings; this is the one place
+    # that reads its private server handle.
+    return collection._client.get_settings()
+
+
+def query_encoder(collection: Collection, model: Any = None) -> QueryEncoder:
+    """A `QueryEncoder` for searching `collection`: `model` (or an encoder, kept as it is), else the
+    collection's own model, loaded on the first question."""
+    if isinstance(model, QueryEncoder):
+        return model
+    if model is not None:
+        return QueryEncoder(model)
+    return QueryEncoder(load=lambda: collection_model(collection))
+
+
 def max_batch_size(collection: Collection) -> int:
     """The largest number of records this collection's client accepts in one call."""
-    return int(collection._client.get_max_batch_size())
+    return int(client_of(collection).get_max_batch_size())
+
+
+def read_collection(
+    collection: Collection, include: Sequence[str] = ("documents", "metadatas"), page_size: int | None = None
+) -> dict[str, list]:
+    """Every record of a collection ({"ids": [...], "documents": [...], ...}), read in pages."""
+    page_size = page_size or max_batch_size(collection)
+    data: dict[str, list] = {"ids": [], **{key: [] for key in include}}
+    offset = 0
+    while True:
+        page = collection.get(include=list(include), limit=page_size, offset=offset)
+        data["ids"].extend(page["ids"])
+        for key in include:
+            values = page.get(key)
+            data[key].extend(values if values is not None else [None] * len(page["ids"]))
+        if len(page["ids"]) < page_size:
+            return data
+        offset += len(page["ids"])
+
+
+def collection_model(collection: Collection) -> Any:
+    """The embedding model (and precision) a collection was built with, loaded from its stored config."""
+    config = (_persisted_function(collection) or {}).get("config") or {}
+    if not config.get("model_name"):
+        raise ValueError(
+            f"Collection {collection.name!r} does not say which embedding model built it: pass model=..."
+        )
+    return load_embedding_model(config["model_name"], precision=config.get("precision") or "auto")
 
 
 # --- Ingest ----------------------------------------------------------------------------------
@@ -384,17 +435,8 @@ def chunk_metadata(chunk: Chunk) -> dict[str, str | int | float | bool]:
 
 def existing_metadata(collection: Collection, page_size: int | None = None) -> dict[str, dict[str, Any]]:
     """Every stored id with its metadata, read in pages of at most the client's max batch size."""
-    page_size = page_size or max_batch_size(collection)
-    stored: dict[str, dict[str, Any]] = {}
-    offset = 0
-    while True:
-        page = collection.get(include=["metadatas"], limit=page_size, offset=offset)
-        ids = page["ids"]
-        for chunk_id, meta in zip(ids, page["metadatas"] or [None] * len(ids)):
-            stored[chunk_id] = dict(meta or {})
-        if len(ids) < page_size:
-            return stored
-        offset += len(ids)
+    data = read_collection(collection, ("metadatas",), page_size)
+    return {chunk_id: dict(meta or {}) for chunk_id, meta in zip(data["ids"], data["metadatas"])}
 
 
 def _batches(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
@@ -665,31 +707,6 @@ def _ingest(
     return report
 
 
-def ensure_index(
-    settings: Settings | None = None,
-    corpus_dir: str | Path = SAMPLE_CORPUS_DIR,
-    model: Any = None,
-    splitter: Splitter | Callable[[str], list[tuple[int, int]]] | None = None,
-    progress: bool = True,
-) -> tuple[Collection, Any]:
-    """Build or refresh the index of `corpus_dir` in the configured collection; cheap when nothing changed.
-
-    Returns `(collection, model)`. The collection then holds exactly the folder's current chunks
-    (ingest with `prune=True`); it refuses a collection built from another folder (`OtherRootError`).
-    """
-    settings = settings or Settings.load()
-    if model is None:
-        model = load_embedding_model(
-            settings.embedding_model, device=settings.device, precision=settings.precision
-        )
-    folder = scan_folder(corpus_dir, progress=None if progress else False)
-    chunks = chunk_documents(folder.documents, splitter)
-    with ingest_lock(settings):
-        collection = get_collection(get_client(settings), settings.collection, model)
-        ingest(collection, chunks, model, progress=progress, prune=True, documents=folder)
-    return collection, model
-
-
 # --- Retrieve --------------------------------------------------------------------------------
 
 
@@ -700,25 +717,8 @@ def similarity_from_distance(distance: float, space: str = "l2") -> float:
     return 1.0 - distance  # cosine: 1 - cos; ip: 1 - dot, equal to cos for unit vectors
 
 
-def retrieve(
-    collection: Collection, query: str, k: int = 5, where: Mapping[str, Any] | None = None
-) -> list[RetrievedChunk]:
-    """The `k` chunks closest to `query`, best first (fewer when the collection holds fewer)."""
-    if not isinstance(query, str):
-        raise TypeError(f"query must be a string, got {type(query).__name__}")
-    if not query.strip():
-        raise ValueError(
-            "The query is empty; ask a question, e.g. retrieve(collection, 'What is the travel policy?')."
-        )
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f"k must be a positive whole number, got {k!r}")
-    result = collection.query(
-        query_texts=[query],
-        n_results=k,
-        where=dict(where) if where else None,
-        include=["documents", "metadatas", "distances"],
-    )
-    space = collection_distance(collection)
+def hits_from_result(result: Mapping[str, Any], space: str = "l2") -> list[RetrievedChunk]:
+    """The hits of a Chroma query result (its first query), best first, scored from their distances."""
     ids = result["ids"][0]
     texts = (result.get("documents") or [[None] * len(ids)])[0]
     metas = (result.get("metadatas") or [[None] * len(ids)])[0]
@@ -726,32 +726,46 @@ def retrieve(
     hits = []
     for chunk_id, text, meta, distance in zip(ids, texts, metas, distances):
         d = None if distance is None else float(distance)
-        hits.append(
-            RetrievedChunk(
-                id=chunk_id,
-                text=text or "",
-                distance=d,
-                score=similarity_from_distance(d, space) if d is not None else 0.0,
-                metadata=dict(meta or {}),
-            )
-        )
+        score = similarity_from_distance(d, space) if d is not None else 0.0
+        hits.append(RetrievedChunk(chunk_id, text or "", d, score, dict(meta or {})))
     return hits
 
 
-@dataclass(frozen=True)
-class DenseRetriever:
-    """A retriever over a collection: `retriever(query, k)` -> `retrieve(collection, query, k, where)`."""
+def retrieve(
+    collection: Collection,
+    query: str | np.ndarray,
+    k: int = 5,
+    where: Mapping[str, Any] | None = None,
+    where_document: Mapping[str, Any] | None = None,
+) -> list[RetrievedChunk]:
+    """The `k` chunks closest to `query`, best first (fewer when the collection holds fewer).
 
-    collection: Collection
-    where: Mapping[str, Any] | None = None
+    `query` is a question (embedded with the collection's model) or a query vector already
+    embedded; `where` / `where_document` are Chroma's metadata and text filters.
+    """
+    if isinstance(query, np.ndarray):
+        check_query("a query vector", k)
+        target: dict[str, Any] = {"query_embeddings": [np.asarray(query, dtype=np.float32)]}
+    else:
+        check_query(query, k)
+        target = {"query_texts": [query]}
+    result = collection.query(
+        **target,
+        n_results=k,
+        where=dict(where) if where else None,
+        where_document=dict(where_document) if where_document else None,
+        include=["documents", "metadatas", "distances"],
+    )
+    return hits_from_result(result, collection_distance(collection))
 
-    def __call__(self, query: str, k: int = 5) -> list[RetrievedChunk]:
-        return retrieve(self.collection, query, k, self.where)
 
-    def __repr__(self) -> str:
-        return f"DenseRetriever(collection={self.collection.name!r}, where={self.where!r})"
-
-
-def dense_retriever(collection: Collection, where: Mapping[str, Any] | None = None) -> DenseRetriever:
-    """A retriever (`query, k -> list[RetrievedChunk]`) backed by `retrieve`."""
-    return DenseRetriever(collection, where)
+def stored_vectors(collection: Collection, ids: Sequence[str]) -> np.ndarray:
+    """The stored embeddings of `ids`, one row per id in the order given."""
+    if not ids:
+        return np.zeros((0, 0), dtype=np.float32)
+    stored = collection.get(ids=list(ids), include=["embeddings"])
+    row = {chunk_id: n for n, chunk_id in enumerate(stored["ids"])}
+    missing = [i for i in ids if i not in row]
+    if missing:
+        raise KeyError(f"Collection {collection.name!r} has no chunks {missing[:3]}")
+    return np.asarray([stored["embeddings"][row[i]] for i in ids], dtype=np.float32)

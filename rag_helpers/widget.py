@@ -5,8 +5,7 @@
     app.ask("What is the 2024 hotel cap?")  # or type a question and press "Ask"
 
 The app has a question box, a k slider, a backend choice (offline, Hugging Face, an OpenAI-compatible
-server), a retriever choice (every name in `rag_helpers.retrievers.RETRIEVERS` when that module is
-present, else "dense"), and shows the answer with its citations and an accordion of the sources,
+server), a retriever choice (every name in `rag_helpers.registry.RETRIEVERS`), and shows the answer with its citations and an accordion of the sources,
 the cited sentences marked inside their document. Problems (an empty question, a backend that is not
 configured, a provider error) appear as a message in the app instead of an exception.
 
@@ -195,14 +194,10 @@ def message_html(text: str, kind: str = "info") -> str:
 
 
 def available_retrievers() -> tuple[list[str], str]:
-    """The retriever names the app offers and the default one ("dense" alone without `retrievers`)."""
-    try:
-        from . import retrievers
-    except ImportError:
-        return ["dense"], "dense"
-    names = list(retrievers.RETRIEVERS)
-    default = getattr(retrievers, "DEFAULT_RETRIEVER", names[0])
-    return names, default if default in names else names[0]
+    """The retriever names the app offers (the registry's) and the default one."""
+    from .registry import DEFAULT_RETRIEVER, RETRIEVERS
+
+    return list(RETRIEVERS), DEFAULT_RETRIEVER
 
 
 def backend_options(settings: Settings) -> list[tuple[str, str]]:
@@ -326,16 +321,9 @@ class QAApp:
             if self._retriever_factory is not None:
                 self._retrievers[name] = self._retriever_factory(name)
             else:
-                try:
-                    from .retrievers import make_retriever
-                except ImportError:
-                    if name != "dense":
-                        raise ValueError(f"Unknown retriever {name!r}; only 'dense' is available.") from None
-                    from .store import dense_retriever
+                from .registry import make_retriever
 
-                    self._retrievers[name] = dense_retriever(self.collection)
-                else:
-                    self._retrievers[name] = make_retriever(name, self.collection, self.model)
+                self._retrievers[name] = make_retriever(name, self.collection, self.model)
         return self._retrievers[name]
 
     def get_llm(self, backend: str) -> LLM:

@@ -47,7 +47,7 @@ def build_index(tmp_path_factory, model):
     """Write `docs` ({relative path: text}) to a fresh folder, index it as `collection`; the index folder."""
 
     def build(name: str, docs: dict[str, str], collection: str):
-        from rag_helpers import store
+        from rag_helpers import indexes
         from rag_helpers.config import Settings
 
         root = tmp_path_factory.mktemp(name)
@@ -55,7 +55,7 @@ def build_index(tmp_path_factory, model):
             (root / "docs" / relative).parent.mkdir(parents=True, exist_ok=True)
             (root / "docs" / relative).write_text(text, encoding="utf-8")
         settings = Settings.from_mapping({"CHROMA_PATH": str(root / "db"), "CHROMA_COLLECTION": collection})
-        store.ensure_index(settings, root / "docs", model=model, progress=False)
+        indexes.ensure_index(settings, root / "docs", model=model, progress=False)
         return root / "db"
 
     return build

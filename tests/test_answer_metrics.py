@@ -321,7 +321,7 @@ def test_gate_refuses_an_off_topic_question(index, model):
 def test_gate_in_stream_and_without_collection(index, model):
     from rag_helpers.generation import OfflineLLM
     from rag_helpers.pipeline import REFUSAL_TEXT, answer_question, stream_answer
-    from rag_helpers.store import dense_retriever
+    from rag_helpers.dense import dense_retriever
 
     collection, _, _ = index
     llm = OfflineLLM(model)

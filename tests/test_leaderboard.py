@@ -14,6 +14,7 @@ from rag_helpers.leaderboard import (
     leaderboard_table,
 )
 from rag_helpers.questions import Question
+from rag_helpers.indexes import update_indexes
 from rag_helpers.store import get_client, get_collection, ingest
 
 TEXTS = {
@@ -33,6 +34,7 @@ def test_leaderboard_compares_retrievers(clean_settings, model):
     collection = get_collection(get_client(clean_settings), "board", model)
     docs = [Document(i, t, i, {"category": "root"}) for i, t in TEXTS.items()]
     ingest(collection, chunk_documents(docs), model, progress=False, documents=docs)
+    update_indexes(collection, model)
     reports = compare_retrievers(["dense", "bm25"], collection, model, QUESTIONS, documents=docs)
     assert list(reports) == ["dense", "bm25"]
     assert reports["bm25"].name == "bm25" and len(reports["bm25"].results) == 4

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from rag_helpers.generation import Answer, OfflineLLM
-from rag_helpers.keyword import BM25Index, tokenize
+from rag_helpers.indexes import BM25Index, tokenize
 from rag_helpers.query_expansion import (
     HyDERetriever,
     LanguageModelRequiredError,

@@ -390,50 +390,40 @@ def test_retrieve_k_bounds_filters_and_empty_queries(collection, model):
         store.retrieve(collection, ["a list"])
 
 
-def test_dense_retriever_is_retrieve(collection, model):
+def test_retrieve_takes_a_vector_and_text_filters_and_reads_stored_vectors(collection, model):
+    from rag_helpers.embeddings import embed_one
+
     store.ingest(collection, make_chunks(), model, progress=False)
-    retriever = store.dense_retriever(collection)
-    assert retriever("Where are hotels booked?", 3) == store.retrieve(
-        collection, "Where are hotels booked?", 3
-    )
-    kitchen = store.dense_retriever(collection, where={"document_id": "kitchen.md"})
-    assert {h.document_id for h in kitchen("coffee", 10)} == {"kitchen.md"}
-    assert "test_collection" in repr(kitchen)
+    question = "Where are hotels booked?"
+    by_text = store.retrieve(collection, question, 3)
+    by_vector = store.retrieve(collection, embed_one(question, model), 3)
+    assert [h.id for h in by_vector] == [h.id for h in by_text]
+    assert [h.distance for h in by_vector] == pytest.approx([h.distance for h in by_text], abs=1e-5)
+    fridge = store.retrieve(collection, "travel", 10, where_document={"$contains": "fridge"})
+    assert fridge and all("fridge" in h.text for h in fridge)
+    ids = [h.id for h in by_text]
+    vectors = store.stored_vectors(collection, ids[::-1])
+    assert vectors.shape == (3, 384)
+    assert float(vectors[-1] @ embed_one(question, model)) == pytest.approx(by_text[0].score, abs=1e-4)
+    with pytest.raises(KeyError, match="no chunks"):
+        store.stored_vectors(collection, ["nope"])
+
+
+def test_read_collection_reads_every_page(collection, model):
+    chunks = make_chunks()
+    store.ingest(collection, chunks, model, progress=False)
+    data = store.read_collection(collection, page_size=2)
+    assert sorted(data["ids"]) == sorted(c.id for c in chunks)
+    assert len(data["documents"]) == len(data["metadatas"]) == len(chunks)
+    assert store.existing_metadata(collection, page_size=3) == {
+        i: m for i, m in zip(data["ids"], data["metadatas"])
+    }
 
 
 def test_similarity_from_distance():
     assert store.similarity_from_distance(0.0, "l2") == 1.0
     assert store.similarity_from_distance(2.0, "l2") == 0.0
     assert store.similarity_from_distance(0.25, "cosine") == 0.75
-
-
-# --- ensure_index ----------------------------------------------------------------------------
-
-
-def write_corpus(folder: Path, texts: dict[str, str]) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, text in texts.items():
-        (folder / name).write_text(text, encoding="utf-8")
-    return folder
-
-
-def test_ensure_index_builds_once_and_follows_the_folder(tmp_path, clean_settings, model, monkeypatch):
-    corpus = write_corpus(tmp_path / "corpus", TOPICS)
-    collection, returned_model = store.ensure_index(
-        clean_settings, corpus, model=model, splitter=SPLITTER, progress=False
-    )
-    assert returned_model is model
-    expected = chunk_documents(load_documents(corpus), SPLITTER)
-    assert sorted(ids_of(collection)) == sorted(c.id for c in expected)
-
-    (corpus / "kitchen.md").unlink()
-    collection, _ = store.ensure_index(clean_settings, corpus, model=model, splitter=SPLITTER, progress=False)
-    assert ids_of(collection, "kitchen.md") == []
-
-    monkeypatch.setattr(store, "embed", lambda *a, **k: pytest.fail("unchanged folder was re-embedded"))
-    before = snapshot(collection)
-    collection, _ = store.ensure_index(clean_settings, corpus, model=model, splitter=SPLITTER, progress=False)
-    assert snapshot(collection) == before
 
 
 # --- server mode -----------------------------------------------------------------------------

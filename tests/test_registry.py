@@ -11,12 +11,12 @@ from rag_helpers.chunking import chunk_documents
 from rag_helpers.cli import main
 from rag_helpers.config import Settings
 from rag_helpers.documents import Document
-from rag_helpers.fusion import reciprocal_rank_fusion
-from rag_helpers.retrievers import (
+from rag_helpers.embeddings import QueryEncoder
+from rag_helpers.fusion import HybridRetriever, reciprocal_rank_fusion
+from rag_helpers.indexes import update_indexes
+from rag_helpers.registry import (
     DEFAULT_RETRIEVER,
     RETRIEVERS,
-    HybridRetriever,
-    QueryEncoder,
     UnknownRetrieverError,
     describe_retrievers,
     make_retriever,
@@ -82,6 +82,7 @@ def collection(db, model):
     collection = get_collection(client, "tiny", model)
     docs = make_documents(TEXTS)
     ingest(collection, chunk_documents(docs, paragraphs), model, progress=False, documents=docs)
+    update_indexes(collection, model)
     return collection
 
 
@@ -223,25 +224,8 @@ def test_sentence_window_returns_non_overlapping_windows_with_spans(collection, 
     wide = make_retriever("sentence_window", collection, model, window_chars=1000)
     first = wide("Which error code means the probe cable is unplugged?", 1)[0]
     assert first.start == 0 and first.end == len(TEXTS["products/lantern.md"])
-    # Given the original documents, windows are exact slices of them.
-    exact = make_retriever("sentence_window", collection, model, documents=make_documents(TEXTS))
-    first = exact("Which error code means the probe cable is unplugged?", 1)[0]
+    # The documents rebuilt from the chunks equal the originals, so windows are exact slices of them.
     assert first.text == TEXTS["products/lantern.md"][first.start : first.end]
-
-
-def test_the_sentence_index_is_a_second_collection_built_once(collection, model, monkeypatch):
-    from rag_helpers import store
-    from rag_helpers.sentence_window import build_sentence_index, sentence_collection_name
-
-    assert sentence_collection_name(collection) == "tiny__sentences"
-    sentences = build_sentence_index(collection, model)
-    assert sentences.name == "tiny__sentences" and sentences.count() > collection.count()
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("an unchanged collection should need no embedding")
-
-    monkeypatch.setattr(store, "embed", refuse)
-    assert build_sentence_index(collection, model).count() == sentences.count()
 
 
 def test_rerank_orders_candidates_by_their_best_sentence(collection, model):
@@ -368,19 +352,6 @@ def test_cli_rejects_an_unknown_retriever(capsys, db):
     assert "invalid choice: 'nope'" in capsys.readouterr().err
 
 
-def test_a_filter_chosen_per_question(collection, model):
-    def only_policies_when_asked(question):
-        return {"category": "policies"} if "policy" in question.lower() else None
-
-    retriever = make_retriever("rerank", collection, model, where=only_policies_when_asked)
-    question = "Which error code means the probe cable is unplugged?"
-    assert retriever(question, 1)[0].id == "products/lantern.md_2" and retriever.last_where is None
-    hits = retriever(f"According to the travel policy: {question}", 3)
-    assert retriever.last_where == {"category": "policies"}
-    assert hits and all(h.document_id.startswith("policies/") for h in hits)
-    assert len(retriever._built) == 2  # one retriever per distinct filter, kept for the next question
-
-
 class ScriptedLLM:
     backend = "scripted"
     model = "scripted"
@@ -395,7 +366,8 @@ class ScriptedLLM:
 
 
 def test_multi_query_and_hyde_retrievers_over_a_collection(collection, model):
-    from rag_helpers.retrievers import hyde_retriever, multi_query_retriever
+    from rag_helpers.query_expansion import hyde_retriever
+    from rag_helpers.registry import multi_query_retriever
 
     llm = ScriptedLLM("probe cable unplugged error\nwhat E14 means")
     multi = multi_query_retriever(collection, model, llm, base="bm25", n=2)
