@@ -308,16 +308,27 @@ def split_sentences(text: str, offset: int = 0) -> list[tuple[int, int]]:
     return [(offset + s, offset + e) for s, e in spans]
 
 
-def sentence_spans(text: str, min_chars: int = 12) -> list[Span]:
+def _lines_of_long_block(text: str, start: int, end: int, max_chars: int) -> list[Span]:
+    """A block longer than `max_chars` cut before each line that starts flush left (a checklist,
+    a run of "**Key:** value" lines); indented lines stay with the line they continue."""
+    if end - start <= max_chars:
+        return [(start, end)]
+    cuts = [start, *(start + m.start() + 1 for m in re.finditer(r"\n(?=\S)", text[start:end])), end]
+    return list(zip(cuts, cuts[1:]))
+
+
+def sentence_spans(text: str, min_chars: int = 12, max_block_chars: int = 300) -> list[Span]:
     """(start, end) of the sentences, list items, table rows and headings of `text`.
 
-    Table separator rows (|---|) and pieces without a letter or digit are left out; a piece shorter than `min_chars` (a stray "1." or
-    "OK.") joins the next piece, so every span is worth a vector of its own.
+    Table separator rows (|---|) and pieces without a letter or digit are left out; a piece
+    shorter than `min_chars` (a stray "1." or "OK.") joins the next piece, so every span is worth a
+    vector of its own; a block longer than `max_block_chars` is first cut into its lines.
     """
     pieces = [
         span
-        for start, end in split_blocks(text)
-        if not TABLE_SEPARATOR.match(text[start:end])
+        for block_start, block_end in split_blocks(text)
+        if not TABLE_SEPARATOR.match(text[block_start:block_end])
+        for start, end in _lines_of_long_block(text, block_start, block_end, max_block_chars)
         for span in split_sentences(text[start:end], start)
         if any(character.isalnum() for character in text[span[0] : span[1]])
     ]
@@ -344,9 +355,10 @@ class SentenceSplitter:
     """The sentence splitter as a `Splitter` object: one span per sentence (see `sentence_spans`)."""
 
     min_chars: int = 12
+    max_block_chars: int = 300
 
     def __call__(self, text: str) -> list[Span]:
-        return sentence_spans(text, self.min_chars)
+        return sentence_spans(text, self.min_chars, self.max_block_chars)
 
 
 # --- From documents to chunks ----------------------------------------------------------------

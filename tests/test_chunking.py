@@ -227,3 +227,13 @@ def test_sentence_spans_are_ordered_non_empty_slices(text):
     spans = sentence_spans(text)
     assert all(0 <= s < e <= len(text) for s, e in spans)
     assert all(e1 <= s2 for (_, e1), (s2, _) in zip(spans, spans[1:]))
+
+
+def test_a_long_block_of_lines_is_cut_into_its_lines():
+    items = "\n".join(f"[ ] Task number {n} of the first week, with a few more words" for n in range(8))
+    text = f"FIRST WEEK\n{items}\n    (all within 14 days)"
+    pieces = [text[s:e] for s, e in sentence_spans(text)]
+    assert pieces[0] == "FIRST WEEK\n[ ] Task number 0 of the first week, with a few more words"
+    assert pieces[-1] == "[ ] Task number 7 of the first week, with a few more words\n    (all within 14 days)"
+    assert len(pieces) == 8  # the heading, shorter than min_chars, joined the first item
+    assert len(sentence_spans(text, max_block_chars=10_000)) == 1  # one block when long blocks are allowed

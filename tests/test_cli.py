@@ -84,14 +84,17 @@ def test_every_store_command_takes_the_connection_options():
 def test_ingest_then_reingest_then_query(capsys, corpus, index_args):
     code, out, _ = ingest(capsys, corpus, index_args)
     assert code == 0
-    assert len(out.strip().splitlines()) == 1
-    assert "3 documents" in out and "added" in out and "cli_test" in out
+    lines = out.strip().splitlines()
+    assert len(lines) == 2  # the chunks, then the indexes built from them
+    assert "3 documents" in lines[0] and "added" in lines[0] and "cli_test" in lines[0]
+    assert lines[1].startswith("Indexes of cli_test: BM25 rebuilt") and "sentences" in lines[1]
 
     code, out, _ = ingest(capsys, corpus, index_args, "--json")
     report = json.loads(out)
     assert code == 0 and report["added"] == 0 and report["embedded"] == 0
     assert report["skipped"] == report["chunks"] == report["count"] > 3
     assert report["documents"] == 3 and report["model"]["precision"] == "fp32"
+    assert report["indexes"]["bm25_rebuilt"] is False and report["indexes"]["sentences"]["embedded"] == 0
 
     code, out, _ = run(capsys, "query", "How long must passwords be?", *index_args, "-k", 3)
     lines = out.strip().splitlines()
