@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from .base import RetrievedChunk, check_query
-from .store import retrieve
+from .store import SearchScope, retrieve
 
 
 class DenseRetriever:
@@ -42,16 +42,9 @@ class DenseRetriever:
         self.where_document = where_document
 
     @classmethod
-    def from_collection(
-        cls,
-        collection: Any,
-        encode: Callable[[str], np.ndarray] | None = None,
-        *,
-        where: Mapping[str, Any] | None = None,
-        where_document: Mapping[str, Any] | None = None,
-    ) -> DenseRetriever:
+    def from_scope(cls, scope: SearchScope) -> DenseRetriever:
         """Nearest chunks by embedding (the original tutorial's search)."""
-        return cls(collection, encode, where, where_document)
+        return cls(scope.collection, scope.encode, scope.where, scope.where_document)
 
     def search_vector(self, vector: np.ndarray, k: int) -> list[RetrievedChunk]:
         """The `k` chunks nearest to an already embedded query vector."""

@@ -20,15 +20,14 @@ with weights: it keeps how far ahead an item is, but one outlier score can squas
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, TypeVar
-
-import numpy as np
 
 from .base import RetrievedChunk, Retriever, check_query
 from .dense import DenseRetriever
 from .keyword import BM25Retriever
+from .store import SearchScope
 from .windows import SentenceChunkRetriever
 
 Item = TypeVar("Item", bound=Hashable)
@@ -165,21 +164,16 @@ class HybridRetriever:
         self.candidates = candidates
 
     @classmethod
-    def from_collection(
+    def from_scope(
         cls,
-        collection: Any,
-        encode: Callable[[str], np.ndarray] | None = None,
+        scope: SearchScope,
         *,
-        where: Mapping[str, Any] | None = None,
-        where_document: Mapping[str, Any] | None = None,
         rrf_k: float = DEFAULT_RRF_K,
         weights: Sequence[float] | None = None,
         candidates: int = FUSION_CANDIDATES,
     ) -> HybridRetriever:
         """Dense + BM25, fused by reciprocal rank fusion (RRF); `weights` = (dense, bm25)."""
-        filters = {"where": where, "where_document": where_document}
-        parts = [DenseRetriever.from_collection(collection, encode, **filters),
-                 BM25Retriever.from_collection(collection, **filters)]
+        parts = [DenseRetriever.from_scope(scope), BM25Retriever.from_scope(scope)]
         return cls(parts, weights=weights, rrf_k=rrf_k, candidates=candidates)
 
     def rankings(self, query: str, k: int) -> list[list[RetrievedChunk]]:
@@ -197,24 +191,14 @@ class HybridRetriever:
         return f"HybridRetriever([{parts}], {options})"
 
 
-def hybrid_sentence(
-    collection: Any,
-    encode: Callable[[str], np.ndarray] | None = None,
-    *,
-    where: Mapping[str, Any] | None = None,
-    where_document: Mapping[str, Any] | None = None,
-    rrf_k: float = DEFAULT_RRF_K,
-    weights: Sequence[float] | None = None,
-    candidates: int = FUSION_CANDIDATES,
-) -> HybridRetriever:
+def hybrid_sentence(scope: SearchScope, **options: Any) -> HybridRetriever:
     """Dense chunks + BM25 + best sentence (sentence_chunks), fused by RRF; `weights` in that order."""
-    filters = {"where": where, "where_document": where_document}
     parts = [
-        DenseRetriever.from_collection(collection, encode, **filters),
-        BM25Retriever.from_collection(collection, **filters),
-        SentenceChunkRetriever.from_collection(collection, encode, **filters),
+        DenseRetriever.from_scope(scope),
+        BM25Retriever.from_scope(scope),
+        SentenceChunkRetriever.from_scope(scope),
     ]
-    return HybridRetriever(parts, weights=weights, rrf_k=rrf_k, candidates=candidates)
+    return HybridRetriever(parts, **options)
 
 
 __all__ = [

@@ -4,7 +4,7 @@ Dense vectors find text that *means* the same; BM25 finds text that *says* the s
 wins on names, numbers and codes ("ADR-0019", "€165", "Lantern S3"). The index itself (tokenising,
 `BM25Index`, where it is saved) lives in `indexes`, because ingest builds it; this module searches it:
 
-    retriever = BM25Retriever.from_collection(collection)
+    retriever = BM25Retriever.from_scope(SearchScope.of(collection))
     retriever("hotel cap London", k=5)       # -> list[RetrievedChunk], best first
 
 Tokenising is deliberately simple and needs no downloads: lower case, words and numbers, English
@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from .base import RetrievedChunk, check_query
+from .store import SearchScope
 from .indexes import BM25Index, light_stem, open_bm25_index, tokenize  # noqa: F401 - the technique's vocabulary
 
 
@@ -65,17 +66,10 @@ class BM25Retriever:
         self._mask = filter_mask(collection, index, where, where_document) if collection is not None else None
 
     @classmethod
-    def from_collection(
-        cls,
-        collection: Any,
-        encode: Any = None,
-        *,
-        where: Mapping[str, Any] | None = None,
-        where_document: Mapping[str, Any] | None = None,
-        **index_options: Any,
-    ) -> BM25Retriever:
+    def from_scope(cls, scope: SearchScope, **index_options: Any) -> BM25Retriever:
         """Keyword search (BM25) over the collection's index, built by ingest; needs no model."""
-        return cls(open_bm25_index(collection, **index_options), collection, where, where_document)
+        index = open_bm25_index(scope.collection, **index_options)
+        return cls(index, scope.collection, scope.where, scope.where_document)
 
     def refresh(self) -> BM25Retriever:
         """Pick up an index rebuilt since (after a new ingest of the collection)."""

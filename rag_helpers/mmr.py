@@ -7,15 +7,13 @@ on vectors; `MMRRetriever` applies it to dense search's candidates.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
 from dataclasses import replace
-from typing import Any
 
 import numpy as np
 
 from .base import RetrievedChunk, check_query
 from .dense import DenseRetriever
-from .store import query_encoder, stored_vectors
+from .store import SearchScope, stored_vectors
 
 MMR_LAMBDA = 0.8  # measured on the sample questions (bench/retrievers.py)
 MMR_CANDIDATES = 20
@@ -69,18 +67,15 @@ class MMRRetriever:
         self.candidates = candidates
 
     @classmethod
-    def from_collection(
+    def from_scope(
         cls,
-        collection: Any,
-        encode: Callable[[str], np.ndarray] | None = None,
+        scope: SearchScope,
         *,
-        where: Mapping[str, Any] | None = None,
-        where_document: Mapping[str, Any] | None = None,
         lambda_: float = MMR_LAMBDA,
         candidates: int = MMR_CANDIDATES,
     ) -> MMRRetriever:
         """Dense candidates re-picked for diversity (maximal marginal relevance)."""
-        dense = DenseRetriever(collection, query_encoder(collection, encode), where, where_document)
+        dense = DenseRetriever.from_scope(scope)
         return cls(dense, lambda_=lambda_, candidates=candidates)
 
     def __call__(self, query: str, k: int = 5) -> list[RetrievedChunk]:

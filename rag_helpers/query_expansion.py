@@ -34,7 +34,7 @@ from .dense import DenseRetriever
 from .fusion import DEFAULT_RRF_K, FUSION_CANDIDATES, HybridRetriever, fuse_hits
 from .indexes import BM25Index, tokenize
 from .keyword import BM25Retriever
-from .store import query_encoder, stored_vectors
+from .store import SearchScope, query_encoder, stored_vectors
 
 
 class LanguageModelRequiredError(ValueError):
@@ -263,19 +263,9 @@ class ExpandedRetriever:
         self.last_terms: dict[str, float] = {}
 
     @classmethod
-    def from_collection(
-        cls,
-        collection: Any,
-        encode: Callable[[str], np.ndarray] | None = None,
-        *,
-        where: Mapping[str, Any] | None = None,
-        where_document: Mapping[str, Any] | None = None,
-        **options: Any,
-    ) -> ExpandedRetriever:
+    def from_scope(cls, scope: SearchScope, **options: Any) -> ExpandedRetriever:
         """Hybrid, then search again with pseudo-relevance feedback (offline query expansion)."""
-        dense = DenseRetriever(collection, query_encoder(collection, encode), where, where_document)
-        bm25 = BM25Retriever.from_collection(collection, where=where, where_document=where_document)
-        return cls(dense, bm25, **options)
+        return cls(DenseRetriever.from_scope(scope), BM25Retriever.from_scope(scope), **options)
 
     def __call__(self, query: str, k: int = 5) -> list[RetrievedChunk]:
         check_query(query, k)

@@ -3,9 +3,10 @@
     retriever = make_retriever("hybrid", collection, model)
     retriever("What is the hotel cap in London?", k=5)      # -> list[RetrievedChunk], best first
 
-Every constructor has the shape `(collection, encode, *, where=None, where_document=None, **options)`
-and only opens indexes that `python -m rag_helpers ingest` (or `indexes.ensure_index`) built; the
-shared preamble (the name check, one query encoder for the model) is `make_retriever`.
+Every constructor has the shape `(scope, **options)`: a `store.SearchScope` (the collection, the
+query encoder, Chroma's filters) and the technique's own options. It only opens indexes that
+`python -m rag_helpers ingest` (or `indexes.ensure_index`) built; the shared preamble (the name
+check, the scope) is `make_retriever`, once.
 
 `DEFAULT_RETRIEVER` is the winner of the leaderboard on the sample questions
 (`python bench/retrievers.py`): best evidence-hit@5 with the better MRR and the lower latency.
@@ -23,18 +24,18 @@ from .keyword import BM25Retriever
 from .mmr import MMRRetriever
 from .query_expansion import ExpandedRetriever, MultiQueryRetriever
 from .rerank import RerankRetriever
-from .store import query_encoder
+from .store import SearchScope
 from .windows import SentenceChunkRetriever, SentenceWindowRetriever
 
 RETRIEVERS: dict[str, Callable[..., Retriever]] = {
-    "dense": DenseRetriever.from_collection,
-    "bm25": BM25Retriever.from_collection,
-    "hybrid": HybridRetriever.from_collection,
-    "mmr": MMRRetriever.from_collection,
-    "sentence_window": SentenceWindowRetriever.from_collection,
-    "expanded": ExpandedRetriever.from_collection,
-    "rerank": RerankRetriever.from_collection,
-    "sentence_chunks": SentenceChunkRetriever.from_collection,
+    "dense": DenseRetriever.from_scope,
+    "bm25": BM25Retriever.from_scope,
+    "hybrid": HybridRetriever.from_scope,
+    "mmr": MMRRetriever.from_scope,
+    "sentence_window": SentenceWindowRetriever.from_scope,
+    "expanded": ExpandedRetriever.from_scope,
+    "rerank": RerankRetriever.from_scope,
+    "sentence_chunks": SentenceChunkRetriever.from_scope,
     "hybrid_sentence": hybrid_sentence,
 }
 
@@ -64,8 +65,7 @@ def make_retriever(
     constructor = RETRIEVERS.get(name)
     if constructor is None:
         raise UnknownRetrieverError(f"Unknown retriever {name!r}; choose one of: {', '.join(RETRIEVERS)}.")
-    encode = query_encoder(collection, model)
-    return constructor(collection, encode, where=where, where_document=where_document, **options)
+    return constructor(SearchScope.of(collection, model, where, where_document), **options)
 
 
 def describe_retrievers() -> dict[str, str]:

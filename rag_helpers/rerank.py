@@ -18,7 +18,7 @@ so re-ranking embeds only the query.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -29,7 +29,7 @@ from .chunking import sentence_spans
 from .embeddings import embed
 from .fusion import HybridRetriever
 from .indexes import open_sentence_index
-from .store import query_encoder
+from .store import SearchScope
 
 DEFAULT_CROSS_ENCODER = "cross-encoder/ms-marco-MiniLM-L6-v2"
 
@@ -231,13 +231,10 @@ class RerankRetriever:
         self.candidates = candidates
 
     @classmethod
-    def from_collection(
+    def from_scope(
         cls,
-        collection: Any,
-        encode: Callable[[str], np.ndarray] | None = None,
+        scope: SearchScope,
         *,
-        where: Mapping[str, Any] | None = None,
-        where_document: Mapping[str, Any] | None = None,
         reranker: Any = None,
         weight: float = 0.5,
         candidates: int = 30,
@@ -249,17 +246,14 @@ class RerankRetriever:
         `reranker="cross-encoder"` loads `CrossEncoderReranker()` (needs the model files); any
         object with `rerank(query, chunks, k)` works too.
         """
-        encode = query_encoder(collection, encode)
         if first is None:
-            first = HybridRetriever.from_collection(
-                collection, encode, where=where, where_document=where_document
-            )
+            first = HybridRetriever.from_scope(scope)
         if reranker is None:
             reranker = SentenceReranker(
                 None,
                 weight=weight,
-                sentence_vectors=SentenceVectors(open_sentence_index(collection)),
-                query_vector=encode,
+                sentence_vectors=SentenceVectors(open_sentence_index(scope.collection)),
+                query_vector=scope.encode,
             )
         elif isinstance(reranker, str):
             if reranker not in ("cross-encoder", "cross_encoder"):

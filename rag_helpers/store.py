@@ -333,6 +333,32 @@ def query_encoder(collection: Collection, model: Any = None) -> QueryEncoder:
     return QueryEncoder(load=lambda: collection_model(collection))
 
 
+@dataclass(frozen=True)
+class SearchScope:
+    """What a retriever searches: a collection, the query encoder, and Chroma's two filters."""
+
+    collection: Collection
+    encode: QueryEncoder
+    where: Mapping[str, Any] | None = None
+    where_document: Mapping[str, Any] | None = None
+
+    @classmethod
+    def of(
+        cls,
+        collection: Collection,
+        model: Any = None,
+        where: Mapping[str, Any] | None = None,
+        where_document: Mapping[str, Any] | None = None,
+    ) -> SearchScope:
+        """The scope of `collection`, embedding with `model` (default: the collection's own, loaded lazily)."""
+        return cls(collection, query_encoder(collection, model), where, where_document)
+
+    @property
+    def filters(self) -> dict[str, Any]:
+        """`where` and `where_document` as keyword arguments."""
+        return {"where": self.where, "where_document": self.where_document}
+
+
 def max_batch_size(collection: Collection) -> int:
     """The largest number of records this collection's client accepts in one call."""
     return int(client_of(collection).get_max_batch_size())

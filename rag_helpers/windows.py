@@ -10,7 +10,7 @@ table row or heading in `<collection>__sentences`) lets a query find the best *s
 * `SentenceChunkRetriever` (small-to-big) returns the chunk of the main collection that holds
   each hit, ranked by its best sentence.
 
-    retriever = SentenceWindowRetriever.from_collection(collection)   # opens the index; builds nothing
+    retriever = SentenceWindowRetriever.from_scope(SearchScope.of(collection))  # opens the index; builds nothing
     retriever("How long do I have to file a claim?", k=5)             # windows as RetrievedChunk
 
 The documents are rebuilt from the main collection's chunks (their metadata has document_id,
@@ -27,7 +27,7 @@ import numpy as np
 
 from .base import RetrievedChunk, check_query
 from .indexes import documents_from_collection, open_sentence_index
-from .store import query_encoder, read_collection, retrieve
+from .store import SearchScope, read_collection, retrieve
 
 DEFAULT_WINDOW_CHARS = 1000
 
@@ -107,18 +107,15 @@ class SentenceChunkRetriever:
                 )
 
     @classmethod
-    def from_collection(
+    def from_scope(
         cls,
-        collection: Any,
-        encode: Callable[[str], np.ndarray] | None = None,
+        scope: SearchScope,
         *,
-        where: Mapping[str, Any] | None = None,
-        where_document: Mapping[str, Any] | None = None,
         candidates: int = 100,
     ) -> SentenceChunkRetriever:
         """Chunks ranked by their best-matching sentence (small-to-big), from the sentence index."""
-        encode = query_encoder(collection, encode)
-        return cls(collection, open_sentence_index(collection), encode, candidates, where, where_document)
+        sentences = open_sentence_index(scope.collection)
+        return cls(scope.collection, sentences, scope.encode, candidates, scope.where, scope.where_document)
 
     def chunk_of(self, document_id: str, start: int, end: int) -> str | None:
         """The id of the chunk that holds most of the span [start, end) of a document, if any."""
@@ -183,25 +180,21 @@ class SentenceWindowRetriever:
         self.where_document = where_document
 
     @classmethod
-    def from_collection(
+    def from_scope(
         cls,
-        collection: Any,
-        encode: Callable[[str], np.ndarray] | None = None,
+        scope: SearchScope,
         *,
-        where: Mapping[str, Any] | None = None,
-        where_document: Mapping[str, Any] | None = None,
         window_chars: int = DEFAULT_WINDOW_CHARS,
         candidates: int = 40,
     ) -> SentenceWindowRetriever:
         """Search single sentences, return the ~1000 characters around each (sentence windows)."""
         return cls(
-            open_sentence_index(collection),
-            documents_from_collection(collection),
-            query_encoder(collection, encode),
+            open_sentence_index(scope.collection),
+            documents_from_collection(scope.collection),
+            scope.encode,
             window_chars=window_chars,
             candidates=candidates,
-            where=where,
-            where_document=where_document,
+            **scope.filters,
         )
 
     def window(self, document_id: str, sentence: int) -> tuple[int, int]:

@@ -8,7 +8,7 @@ from rag_helpers.chunking import CharacterSplitter, chunk_documents
 from rag_helpers.dense import DenseRetriever, dense_retriever
 from rag_helpers.documents import Document
 from rag_helpers.embeddings import QueryEncoder
-from rag_helpers.store import get_client, get_collection, ingest, retrieve
+from rag_helpers.store import SearchScope, get_client, get_collection, ingest, retrieve
 
 TEXTS = {
     "travel.md": "Hotels are booked through the portal. Economy class for flights under six hours.",
@@ -32,7 +32,7 @@ def test_dense_retriever_is_retrieve(collection, model):
     kitchen = dense_retriever(collection, where={"document_id": "kitchen.md"})
     assert {h.document_id for h in kitchen("coffee", 10)} == {"kitchen.md"}
     assert "dense_test" in repr(kitchen) and "kitchen.md" in repr(kitchen)
-    contains = DenseRetriever.from_collection(collection, where_document={"$contains": "coffee"})
+    contains = DenseRetriever.from_scope(SearchScope.of(collection, where_document={"$contains": "coffee"}))
     assert [h.id for h in contains("hotels", 5)] == ["kitchen.md_0"]
     with pytest.raises(ValueError, match="empty"):
         kitchen("  ", 3)

@@ -8,7 +8,7 @@ from rag_helpers.chunking import chunk_documents
 from rag_helpers.documents import Document
 from rag_helpers.indexes import IndexNotBuiltError, build_bm25_index
 from rag_helpers.keyword import BM25Retriever
-from rag_helpers.store import get_client, get_collection, ingest
+from rag_helpers.store import SearchScope, get_client, get_collection, ingest
 
 TEXTS = {
     "kafka.md": "Consumer lag on the Kafka cluster grows when a consumer group rebalances too often.",
@@ -34,7 +34,7 @@ def collection(clean_settings, model):
 
 
 def test_retriever_over_a_collection(collection):
-    retriever = BM25Retriever.from_collection(collection)
+    retriever = BM25Retriever.from_scope(SearchScope.of(collection))
     hits = retriever("What does error code E14 mean?", k=3)
     assert hits[0].document_id == "firmware.md"
     assert hits[0].distance is None and hits[0].score > 0
@@ -50,14 +50,14 @@ def test_retriever_over_a_collection(collection):
 
 
 def test_filters_restrict_the_keyword_search(collection):
-    only_office = BM25Retriever.from_collection(collection, where={"category": "office"})
+    only_office = BM25Retriever.from_scope(SearchScope.of(collection, where={"category": "office"}))
     assert [h.document_id for h in only_office("hotel cap office Porto", k=5)] == ["pets.md"]
-    containing = BM25Retriever.from_collection(collection, where_document={"$contains": "London"})
+    containing = BM25Retriever.from_scope(SearchScope.of(collection, where_document={"$contains": "London"}))
     assert [h.document_id for h in containing("hotel cap office Porto", k=5)] == ["hotel.md"]
 
 
 def test_retriever_refresh_picks_up_changes(collection, model):
-    retriever = BM25Retriever.from_collection(collection)
+    retriever = BM25Retriever.from_scope(SearchScope.of(collection))
     docs = make_documents({"new.md": "Quokkas live on Rottnest Island."})
     ingest(collection, chunk_documents(docs), model, progress=False, documents=docs)
     assert retriever("quokkas", 1) == []
@@ -70,9 +70,9 @@ def test_retriever_refresh_picks_up_changes(collection, model):
 def test_an_empty_collection_gives_no_hits(clean_settings, model):
     empty = get_collection(get_client(clean_settings), "kw_empty", model)
     with pytest.raises(IndexNotBuiltError, match="python -m rag_helpers ingest"):
-        BM25Retriever.from_collection(empty)
+        BM25Retriever.from_scope(SearchScope.of(empty))
     build_bm25_index(empty)
-    retriever = BM25Retriever.from_collection(empty)
+    retriever = BM25Retriever.from_scope(SearchScope.of(empty))
     assert retriever("anything at all", 3) == []
 
 
