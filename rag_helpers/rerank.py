@@ -53,7 +53,23 @@ def _order(scores: np.ndarray) -> list[int]:
     return [int(i) for i in np.lexsort((np.arange(len(scores)), -np.round(scores, 6)))]
 
 
-class SentenceReranker:
+class ScoringReranker:
+    """A re-ranker that scores every candidate (`scores`) and re-orders them by that score."""
+
+    def scores(self, query: str, chunks: Sequence[RetrievedChunk]) -> np.ndarray:
+        """One score per candidate, in the candidates' order (higher is better)."""
+        raise NotImplementedError
+
+    def rerank(
+        self, query: str, chunks: Sequence[RetrievedChunk], k: int | None = None
+    ) -> list[RetrievedChunk]:
+        """The candidates re-ordered by `scores`, best first, with `score` set to the new score."""
+        scores = self.scores(query, chunks)
+        ordered = [replace(chunks[i], score=float(scores[i])) for i in _order(scores)]
+        return ordered if k is None else ordered[:k]
+
+
+class SentenceReranker(ScoringReranker):
     """Offline re-ranker: score = `weight` * best sentence cosine + (1 - `weight`) * original rank score.
 
     The rank score falls linearly from 1 (first candidate) to 0 (last), so the re-ranker refines
@@ -105,19 +121,11 @@ class SentenceReranker:
         )
         return self.weight * best + (1.0 - self.weight) * _rank_scores(len(chunks))
 
-    def rerank(
-        self, query: str, chunks: Sequence[RetrievedChunk], k: int | None = None
-    ) -> list[RetrievedChunk]:
-        """The candidates re-ordered by `scores`, best first, with `score` set to the new score."""
-        scores = self.scores(query, chunks)
-        ordered = [replace(chunks[i], score=float(scores[i])) for i in _order(scores)]
-        return ordered if k is None else ordered[:k]
-
     def __repr__(self) -> str:
         return f"SentenceReranker(weight={self.weight})"
 
 
-class CrossEncoderReranker:
+class CrossEncoderReranker(ScoringReranker):
     """Re-rank with a sentence-transformers `CrossEncoder`; `score` becomes the model's relevance logit."""
 
     name = "cross_encoder"
@@ -158,14 +166,6 @@ class CrossEncoderReranker:
         return np.asarray(
             self.model.predict(pairs, batch_size=self.batch_size, show_progress_bar=False), np.float32
         )
-
-    def rerank(
-        self, query: str, chunks: Sequence[RetrievedChunk], k: int | None = None
-    ) -> list[RetrievedChunk]:
-        """The candidates re-ordered by the cross-encoder, best first, with `score` set to its score."""
-        scores = self.scores(query, chunks)
-        ordered = [replace(chunks[i], score=float(scores[i])) for i in _order(scores)]
-        return ordered if k is None else ordered[:k]
 
     def __repr__(self) -> str:
         return f"CrossEncoderReranker({self.model_name!r})"
@@ -279,6 +279,7 @@ __all__ = [
     "CrossEncoderReranker",
     "RerankRetriever",
     "RerankerUnavailableError",
+    "ScoringReranker",
     "SentenceReranker",
     "SentenceVectors",
 ]
