@@ -1,6 +1,6 @@
 """The offline answerer on the sample corpus: does the extracted answer quote the evidence?
 
-The index is built with `store.ensure_index` (real Chroma, real model at the default precision:
+The index is built with `indexes.ensure_index` (real Chroma, real model at the default precision:
 bf16 on CPUs with native bf16, which is 3-4x faster than fp32 there), questions come from
 data/sample_questions.jsonl, and every answer goes through `pipeline.answer_question` with k=5.
 """
@@ -11,7 +11,7 @@ import re
 
 import pytest
 
-from rag_helpers import store
+from rag_helpers import indexes
 from rag_helpers.config import SAMPLE_CORPUS_DIR, SAMPLE_QUESTIONS_PATH, Settings
 from rag_helpers.documents import load_documents
 from rag_helpers.embeddings import EmbeddingCache
@@ -38,7 +38,7 @@ def model():
 @pytest.fixture(scope="module")
 def index(tmp_path_factory, model):
     settings = Settings.from_mapping({"CHROMA_PATH": str(tmp_path_factory.mktemp("offline_answers") / "db")})
-    collection, _ = store.ensure_index(settings, SAMPLE_CORPUS_DIR, model=model, progress=False)
+    collection, _ = indexes.ensure_index(settings, SAMPLE_CORPUS_DIR, model=model, progress=False)
     return collection
 
 

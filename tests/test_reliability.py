@@ -21,7 +21,7 @@ import pytest
 from llm_server import MODEL, Reply, completion
 from test_store import ChromaServer, free_port
 
-from rag_helpers import cli, store
+from rag_helpers import cli, indexes, store
 from rag_helpers.chunking import CharacterSplitter, chunk_documents
 from rag_helpers.config import Settings, safe_url
 from rag_helpers.documents import BinaryContentError, DocumentLoadWarning, decode_text, scan_folder
@@ -328,7 +328,7 @@ def test_a_malformed_reply_is_an_error_not_an_empty_answer(server, kind, streami
 def small_index(tmp_path, model) -> Path:
     folder = write_corpus(tmp_path / "small", {"travel.txt": DOCS["travel.txt"]})
     settings = Settings.from_mapping({"CHROMA_PATH": str(tmp_path / "db"), "CHROMA_COLLECTION": COLLECTION})
-    store.ensure_index(settings, folder, model=model, progress=False)
+    indexes.ensure_index(settings, folder, model=model, progress=False)
     return tmp_path / "db"
 
 
