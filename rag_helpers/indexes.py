@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from chromadb.errors import NotFoundError
 
 from .base import CHUNK_KEYS, Chunk, Document, RetrievedChunk
 from .chunking import Splitter, chunk_documents, sentence_spans
@@ -467,6 +468,7 @@ def build_sentence_index(
         sentences = open_collection(client, name)
     else:
         sentences = get_collection(client, name, model, distance=distance)
+    # The sentence index mirrors the chunks, so removing most of it (force) is what a big change asks for.
     report = ingest(sentences, chunks, model, progress=progress, prune=True, documents=docs, force=True)
     built_from = fingerprint or collection_fingerprint(collection)
     metadata = dict(sentences.metadata or {})
@@ -480,10 +482,10 @@ def open_sentence_index(collection: Any) -> Any:
     name = sentence_collection_name(collection)
     try:
         sentences = client_of(collection).get_collection(name, embedding_function=None)
-    except Exception:  # noqa: BLE001 - Chroma raises NotFoundError or ValueError depending on the version
-        sentences = None
-    if sentences is None:
-        raise IndexNotBuiltError(f"The sentence index of collection {collection.name!r} ({name}) is missing: {FIX}.")
+    except (NotFoundError, ValueError):
+        raise IndexNotBuiltError(
+            f"The sentence index of collection {collection.name!r} ({name}) is missing: {FIX}."
+        ) from None
     if (sentences.metadata or {}).get(BUILT_FROM_KEY) != collection_fingerprint(collection):
         raise IndexNotBuiltError(
             f"The sentence index of collection {collection.name!r} ({name}) is older than its chunks: {FIX}."
