@@ -169,7 +169,9 @@ def _add_ingest(commands: argparse._SubParsersAction) -> None:
         help="chunk, embed and store a folder of documents (idempotent: re-runs embed only what changed)",
         description="Load every .txt/.md file under DIR, split it into chunks, embed them and upsert them "
         "into the collection in batches. Unchanged chunks are skipped; a changed document's chunks are "
-        "replaced; --prune also removes documents that are no longer in DIR.",
+        "replaced; --prune also removes documents that are no longer in DIR. Then the keyword (BM25) and "
+        "sentence indexes are brought in step with the chunks (only changed documents' sentences are "
+        "embedded), so no search has to build them.",
     )
     parser.add_argument("directory", type=Path, metavar="DIR", help="folder of documents to ingest")
     add_connection_args(parser)
