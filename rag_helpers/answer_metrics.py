@@ -26,7 +26,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .offline import EXTRACTED_LABEL
+from .extractive import EXTRACTED_LABEL
 from .prompts import CITATION_PATTERN, chunk_text, parse_citations
 from .questions import Question
 

@@ -1,4 +1,4 @@
-"""The offline extractive answerer: sentence splitting with offsets, and answers from hand-made chunks."""
+"""The extractive answerer (the offline backend): sentences with offsets, answers from hand-made chunks."""
 
 from __future__ import annotations
 
@@ -6,8 +6,7 @@ import pytest
 
 from rag_helpers.chunking import CharacterSplitter, chunk_documents
 from rag_helpers.documents import Document
-from rag_helpers.generation import OfflineLLM
-from rag_helpers.offline import (
+from rag_helpers.extractive import (
     EXTRACTED_LABEL,
     NO_SOURCES_TEXT,
     NOT_FOUND_TEXT,
@@ -16,7 +15,7 @@ from rag_helpers.offline import (
     split_blocks,
 )
 from rag_helpers.pipeline import answer_question, stream_answer
-from rag_helpers.prompts import build_messages, build_prompt, messages_length
+from rag_helpers.prompts import build_prompt, messages_length
 from rag_helpers.store import RetrievedChunk
 
 POLICY_2024 = """# Travel Policy 2024
@@ -221,11 +220,9 @@ def test_bad_settings_are_rejected(model):
 # --- The offline backend and the pipeline -----------------------------------------------------------
 
 
-def test_offline_llm_returns_a_labelled_answer_with_resolved_sources(model):
-    llm = OfflineLLM(model)
+def test_reply_is_a_labelled_answer_with_resolved_sources(model):
     chunks = retrieved([DOC_2024, DOC_HANDBOOK])
-    question = "How soon must lost laptops be reported?"
-    answer = llm.generate(build_messages(question, chunks), chunks=chunks, question=question)
+    answer = ExtractiveAnswerer(model).reply("How soon must lost laptops be reported?", chunks)
     assert answer.backend == "offline" and answer.extractive
     assert answer.text.startswith(EXTRACTED_LABEL) and "24 hours" in answer.text
     assert answer.sources and all(source.highlights for source in answer.sources)
@@ -234,14 +231,9 @@ def test_offline_llm_returns_a_labelled_answer_with_resolved_sources(model):
     assert "extractive" in answer.model
 
 
-def test_offline_llm_needs_the_chunks(model):
-    with pytest.raises(ValueError, match="chunks"):
-        OfflineLLM(model).generate([{"role": "user", "content": "Q?"}])
-
-
 def test_offline_stream_gives_the_same_text_line_by_line(model):
     chunks = retrieved([DOC_2024])
-    stream = OfflineLLM(model).stream([], chunks=chunks, question="What is the London hotel cap?")
+    stream = ExtractiveAnswerer(model).stream("What is the London hotel cap?", chunks)
     pieces = list(stream)
     assert len(pieces) >= 2 and "".join(pieces) == stream.answer.text
 
@@ -255,7 +247,7 @@ def test_answer_question_with_a_retriever_and_the_offline_backend(model):
         return chunks[:k]
 
     answer = answer_question(
-        "What is the per diem for meals?", model=model, llm=OfflineLLM(model), k=2, retriever=retriever
+        "What is the per diem for meals?", model=model, llm=ExtractiveAnswerer(model), k=2, retriever=retriever
     )
     assert seen == [("What is the per diem for meals?", 2)]
     assert "€52" in answer.text and answer.notes == ()
@@ -273,7 +265,7 @@ def test_answer_question_reports_chunks_left_out_for_the_budget(model):
     question = "What is the per diem for meals?"
     answer = answer_question(
         question,
-        llm=OfflineLLM(model),
+        llm=ExtractiveAnswerer(model),
         k=6,
         retriever=lambda q, k: chunks[:k],
         budget=small_budget(question, chunks, 3),
@@ -290,7 +282,7 @@ def test_stream_answer_carries_the_budget_note(model):
     question = "What is the per diem for meals?"
     stream = stream_answer(
         question,
-        llm=OfflineLLM(model),
+        llm=ExtractiveAnswerer(model),
         k=6,
         retriever=lambda q, k: chunks[:k],
         budget=small_budget(question, chunks, 3),
