@@ -55,6 +55,7 @@ class Sentence:
     partial_start: bool = False  # cut by the chunk boundary
     partial_end: bool = False
     lead: int | None = None  # index (in the chunk's sentence list) of the lead-in it follows, if any
+    header: tuple[str, ...] = ()  # a table row's column names, when its header row is in the chunk
 
     @property
     def is_lead(self) -> bool:
@@ -146,30 +147,63 @@ def split_sentences(text: str, offset: int = 0) -> list[tuple[int, int]]:
     return [(offset + s, offset + e) for s, e in spans]
 
 
+def _is_table_row(line: str) -> bool:
+    """A markdown table row: "| a | b |", or one the chunk boundary cut before its first pipe ("b | c |")."""
+    return line.startswith("|") or (line.endswith("|") and "\n" not in line)
+
+
+def table_cells(row: str) -> tuple[str, ...]:
+    """The cells of a markdown table row, stripped; empty cells kept so columns stay aligned."""
+    return tuple(cell.strip() for cell in row.strip().strip("|").split("|"))
+
+
+def table_row_text(cells: Sequence[str], header: Sequence[str] = ()) -> str:
+    """A table row as prose: "London: £185", or "Maple Ridge — Country: Canada; Live since: March 2024".
+
+    The first cell names the row; with the column names known (and as many as the cells, more than
+    two), every other cell says which column it is; otherwise the cells follow, separated by semicolons.
+    """
+    named = len(header) == len(cells) and len(cells) > 2
+    rest = [
+        f"{name}: {cell}" if named and name else cell
+        for name, cell in zip(header[1:] if named else [""] * len(cells), cells[1:], strict=False)
+        if cell
+    ]
+    first = cells[0] if cells else ""
+    if not first:
+        return "; ".join(rest)
+    if not rest:
+        return first
+    return f"{first} — {'; '.join(rest)}" if named else f"{first}: {'; '.join(rest)}"
+
+
 def _raw_sentences(text: str) -> list[Sentence]:
     sentences: list[Sentence] = []
     heading, table_header = "", ""
+    header: tuple[str, ...] = ()
     blocks = split_blocks(text)
     for number, (start, end) in enumerate(blocks):
         block = text[start:end]
         stripped = block.strip()
         if _TABLE_SEPARATOR.match(block):
             continue
-        if stripped.startswith("|"):
-            cells = " | ".join(cell.strip() for cell in stripped.strip("|").split("|") if cell.strip())
+        if _is_table_row(stripped):
+            cells = table_cells(stripped)
             following = (
                 text[blocks[number + 1][0] : blocks[number + 1][1]] if number + 1 < len(blocks) else ""
             )
             if _TABLE_SEPARATOR.match(following):
                 # The row above |---| names the columns: context for the rows below, not an answer itself.
-                table_header = cells
+                header = cells
+                table_header = " | ".join(cell for cell in cells if cell)
                 sentences.append(Sentence(block, start, end, "table_header", heading))
             else:
                 context = (
                     f"{heading}: {table_header}" if heading and table_header else heading or table_header
                 )
-                sentences.append(Sentence(block, start, end, "table", context))
+                sentences.append(Sentence(block, start, end, "table", context, header=header))
             continue
+        header = ()
         table_header = ""
         if _is_heading(block):
             heading = re.sub(r"^[#\s]+", "", stripped)
@@ -273,8 +307,7 @@ def _display(sentence: Sentence) -> str:
     text = " ".join(sentence.text.split())
     if sentence.kind == "table":
         # A table row reads as "London: £185", not "| London | £185 |".
-        cells = [cell.strip() for cell in text.strip().strip("|").split("|") if cell.strip()]
-        text = f"{cells[0]}: {', '.join(cells[1:])}" if len(cells) > 1 else " ".join(cells)
+        text = table_row_text(table_cells(text), sentence.header)
     if sentence.partial_start:
         text = "…" + text
     if sentence.partial_end:
@@ -405,7 +438,9 @@ class ExtractiveAnswerer:
         documents = {n: chunk.document_id or "unknown" for n, chunk in enumerate(chunks, start=1)}
         texts = [question] + [self._embedding_text(by_key[key], documents[key[0]]) for key in keys]
         if self.cache is not None:
-            vectors = embed_cached(texts, self.embedding_model, self.cache, batch_size=self.batch_size, progress=False)
+            vectors = embed_cached(
+                texts, self.embedding_model, self.cache, batch_size=self.batch_size, progress=False
+            )
         else:
             vectors = embed(texts, self.embedding_model, batch_size=self.batch_size, progress=False)
         similarity = dict(zip(keys, (vectors[1:] @ vectors[0]).tolist(), strict=True))

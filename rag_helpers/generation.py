@@ -140,7 +140,9 @@ def source_from_chunk(
 
 
 def resolve_sources(
-    text: str, chunks: Sequence[RetrievedChunk] | None, highlights: dict[int, Sequence[tuple[int, int]]] | None = None
+    text: str,
+    chunks: Sequence[RetrievedChunk] | None,
+    highlights: dict[int, Sequence[tuple[int, int]]] | None = None,
 ) -> tuple[Source, ...]:
     """The sources an answer cites: its [n] markers mapped to `chunks[n-1]`, in number order."""
     if not chunks:

@@ -226,8 +226,8 @@ def answer_question(
     """Answer `question` from the `k` best chunks of `collection` (or of `retriever`) with `llm`.
 
     `llm` is a language model or the extractive answerer; None picks one from the settings
-    (`get_answerer`, which uses the embedding model `model` for the extractive one). `params` are generation parameters (temperature,
-    max_tokens, top_p, ...). The answer's notes say when sources were left out for the budget.
+    (`get_answerer`, which uses the embedding model `model` for the extractive one). `params` are
+    generation parameters (temperature, max_tokens, top_p, ...). The answer's notes say when sources were left out for the budget.
     When the closest chunk is less similar than `min_score` (see `gate`), the answer is the refusal.
     """
     prompt = prepare(
