@@ -659,14 +659,14 @@ def _generate_answers(args: argparse.Namespace, questions: list) -> tuple[list, 
     """Answer every question through the pipeline, as `ask` would; returns the records and a name."""
     from .answer_report import generate_answers
     from .documents import load_documents
-    from .evaluation import _locate_all
+    from .evaluation import locate_evidence
     from .generation import choose_backend
     from .pipeline import answer_question, get_answerer
     from .store import get_client, open_collection
 
     if args.k < 1:
         raise ValueError(f"-k must be at least 1, got {args.k}")
-    _locate_all(questions, load_documents(args.corpus, progress=False))  # a clear error on the wrong corpus
+    locate_evidence(questions, load_documents(args.corpus, progress=False))  # a clear error on the wrong corpus
     settings = settings_from_args(args)
     backend = choose_backend(settings, args.backend)
     collection = open_collection(get_client(settings, create=False), settings.collection)
