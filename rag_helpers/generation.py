@@ -62,7 +62,7 @@ class Source:
     end: int
     text: str
     score: float | None = None
-    # Exact spans (document offsets) the answer quotes from this chunk; filled by the offline backend.
+    # Exact spans (document offsets) the answer quotes from this chunk; filled by the extractive answerer.
     highlights: tuple[tuple[int, int], ...] = ()
 
 
