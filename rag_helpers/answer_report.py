@@ -3,7 +3,7 @@
     report = evaluate_answers(questions, lambda q: answer_question(q, collection, model, llm))
     print(report)                    # a table by question kind
     report.to_dict()                 # per-question scores and aggregates, JSON-ready
-    plot_answer_reports({"extractive": report})
+    reporting.plot_answer_reports({"extractive": report})  # a chart (in `reporting`)
 
 An answers file (bring your own RAG system) has one JSON object per line:
 `{"q": ..., "answer": ..., "contexts": [the source texts the model was given, in order]}`, with an
