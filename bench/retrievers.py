@@ -20,8 +20,8 @@ from pathlib import Path
 
 from rag_helpers.config import PROJECT_ROOT, SAMPLE_CORPUS_DIR, SAMPLE_QUESTIONS_PATH, Settings
 from rag_helpers.embeddings import load_embedding_model
-from rag_helpers.evaluation import evaluate, percentile
-from rag_helpers.leaderboard import compare_retrievers, leaderboard_rows, leaderboard_table
+from rag_helpers.evaluation import compare_retrievers, evaluate
+from rag_helpers.reporting import latency_p50, leaderboard_rows, leaderboard_table
 from rag_helpers.questions import load_questions
 from rag_helpers.registry import DEFAULT_RETRIEVER, RETRIEVERS, make_retriever
 from rag_helpers.indexes import ensure_index
@@ -82,7 +82,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.grid:
         for name, options in GRID:
             retriever = make_retriever(name, collection, model, **options)
-            retriever("How do I get started?", 5)
             report = evaluate(retriever, questions, corpus_dir=args.corpus, name=name, progress=False)
             metrics = report.metrics()
             grid_rows.append(
@@ -92,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
                     "evidence_hit@5": metrics["evidence_hit@5"],
                     "mrr@10": metrics["mrr@10"],
                     "kinds": {kind: report.metrics(kind)["evidence_hit@5"] for kind in report.kinds()},
-                    "p50_ms": percentile([r.latency_ms for r in report.results], 50),
+                    "p50_ms": latency_p50(report),
                 }
             )
 
@@ -112,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     print(leaderboard_table(reports, markdown=args.markdown))
     if DEFAULT_RETRIEVER in reports:
         latencies = [r.latency_ms for r in reports[DEFAULT_RETRIEVER].results]
-        p50, p95 = percentile(latencies, 50), percentile(latencies, 95)
+        p50, p95 = latency_p50(reports[DEFAULT_RETRIEVER]), reports[DEFAULT_RETRIEVER].latency_ms()["p95"]
         print(
             f"\nDefault retriever ({DEFAULT_RETRIEVER}): p50 {p50:.1f} ms, p95 {p95:.1f} ms per query over "
             f"{len(latencies)} questions on {environment['chunks']} chunks (targets on the original data "

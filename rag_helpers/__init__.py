@@ -12,9 +12,10 @@ inside functions, against `LAYERS`):
 - L3 techniques, each with its retriever: `dense`, `keyword` (BM25), `fusion` (RRF, weighted,
   hybrid), `mmr`, `rerank`, `windows` (sentence windows, small-to-big), `query_expansion`.
 - L4 registry: `registry` (retriever names to constructors).
-- L5 generation: `prompts`, `generation`, `local_llm`, `offline` (the extractive answerer).
+- L5 generation: `prompts`, `generation`, `local_llm`, `extractive` (the extractive answerer).
 - L6 pipeline: `pipeline` (retrieve, gate, prompt, generate or extract).
-- L7 evaluation: `questions`, `evaluation`, `answer_metrics`, `answer_report`, `leaderboard`.
+- L7 evaluation: `questions`, `evaluation`, `answer_metrics`, `answer_report`,
+  `reporting` (tables, HTML, plots, the leaderboard).
 - L8 faces: `widget`, `environment`, `cli`, `benchmark`, `exercises`, `__main__`.
 
 Data flows one way: files -> Document -> Chunk -> vectors -> indexes -> hits -> prompt -> answer -> scores.
@@ -43,13 +44,13 @@ LAYERS: dict[str, int] = {
     "prompts": 5,
     "generation": 5,
     "local_llm": 5,
-    "offline": 5,
+    "extractive": 5,
     "pipeline": 6,
     "questions": 7,
     "evaluation": 7,
     "answer_metrics": 7,
     "answer_report": 7,
-    "leaderboard": 7,
+    "reporting": 7,
     "widget": 8,
     "environment": 8,
     "cli": 8,

@@ -26,8 +26,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .offline import EXTRACTED_LABEL
-from .prompts import CITATION_PATTERN, chunk_text, parse_citations
+from .extractive import EXTRACTED_LABEL
+from .prompts import CITATION_PATTERN, parse_citations
 from .questions import Question
 
 # Calibrated with `calibrate_support_threshold` on the sample set (notebook 12 shows how): the 106
@@ -297,8 +297,7 @@ def groundedness(answer: str, sources: Sequence[str], threshold: float = SUPPORT
     sentences = answer_sentences(answer)
     if not sentences:
         return None
-    texts = [chunk_text(source) for source in sources]
-    return sum(is_supported(sentence, texts, threshold) for sentence in sentences) / len(sentences)
+    return sum(is_supported(sentence, sources, threshold) for sentence in sentences) / len(sentences)
 
 
 def calibrate_support_threshold(supported: Iterable[float], unsupported: Iterable[float]) -> float:
@@ -314,15 +313,14 @@ def calibrate_support_threshold(supported: Iterable[float], unsupported: Iterabl
 # --- Citations ------------------------------------------------------------------------------------
 
 
-def holds_evidence(source: Any, evidence: str) -> bool:
-    """True when the source holds the evidence quote, or at least half of it (cut by a chunk boundary)."""
-    text = chunk_text(source)
+def holds_evidence(text: str, evidence: str) -> bool:
+    """True when the source text holds the evidence quote, or at least half of it (cut by a chunk boundary)."""
     half = (len(evidence) + 1) // 2
     return evidence in text or evidence[:half] in text or evidence[-half:] in text
 
 
 def citation_scores(
-    answer: str, sources: Sequence[Any], evidence: str | None
+    answer: str, sources: Sequence[str], evidence: str | None
 ) -> tuple[float | None, float | None]:
     """(precision, recall) of the answer's [n] citations against the sources holding the evidence.
 
@@ -398,11 +396,11 @@ def reference_of(question: Question) -> str:
 def score_answer(
     question: Question,
     answer: str,
-    sources: Sequence[Any],
+    sources: Sequence[str],
     latency_ms: float | None = None,
     threshold: float = SUPPORT_THRESHOLD,
 ) -> AnswerScores:
-    """Score one answer to `question`, given the sources (texts or chunks, source [n] first) it was given."""
+    """Score one answer to `question`, given the source texts it was given ([n] first)."""
     refused = is_refusal(answer)
     precision, recall = citation_scores(answer, sources, question.evidence)
     reference = reference_of(question)

@@ -3,7 +3,7 @@
     report = evaluate_answers(questions, lambda q: answer_question(q, collection, model, llm))
     print(report)                    # a table by question kind
     report.to_dict()                 # per-question scores and aggregates, JSON-ready
-    plot_answer_reports({"extractive": report})
+    reporting.plot_answer_reports({"extractive": report})  # a chart (in `reporting`)
 
 An answers file (bring your own RAG system) has one JSON object per line:
 `{"q": ..., "answer": ..., "contexts": [the source texts the model was given, in order]}`, with an
@@ -20,10 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from tqdm.auto import tqdm
 
 from .answer_metrics import SUPPORT_THRESHOLD, AnswerScores, score_answer
-from .evaluation import _activate_notebook_backend, _align, _format, html_table, percentile
+from .reporting import Table, format_value
 from .questions import KINDS, UNANSWERABLE, Question, normalise_question
 
 METRICS: tuple[str, ...] = (
@@ -205,8 +206,8 @@ class AnswerReport:
     def _cost(group: Sequence[AnswerScores]) -> dict[str, float | None]:
         times = [r.latency_ms for r in group if r.latency_ms is not None]
         return {
-            "latency_ms_p50": percentile(times, 50) if times else None,
-            "latency_ms_p95": percentile(times, 95) if times else None,
+            "latency_ms_p50": float(np.percentile(times, 50)) if times else None,
+            "latency_ms_p95": float(np.percentile(times, 95)) if times else None,
             "words": _mean(r.words for r in group),
         }
 
@@ -237,7 +238,7 @@ class AnswerReport:
         rows = []
         for kind in [None, *self.kinds()]:
             values = self.metrics(kind)
-            cells = [_format(values.get(c)) for c in columns]
+            cells = [format_value(values.get(c)) for c in columns]
             latency = values["latency_ms_p50"]
             words = values["words"]
             rows.append([
@@ -255,18 +256,18 @@ class AnswerReport:
             "(higher is better)",
         ]
 
+    def to_table(self) -> Table:
+        """The report as a `reporting.Table`: all answerable questions, then one row per kind."""
+        header, rows = self._rows()
+        return Table(self.title(), header, rows, self.notes())
+
     def table(self) -> str:
         """A plain-text table: all answerable questions, then one row per kind."""
-        header, rows = self._rows()
-        widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-        lines = [self.title(), _align(header, widths), "  ".join("-" * w for w in widths)]
-        lines.extend(_align(row, widths) for row in rows)
-        return "\n".join(lines + self.notes())
+        return self.to_table().text()
 
     def to_html(self) -> str:
         """The same table as HTML."""
-        header, rows = self._rows()
-        return html_table(self.title(), header, rows, self.notes())
+        return self.to_table().html()
 
     def _repr_html_(self) -> str:
         return self.to_html()
@@ -292,41 +293,6 @@ def _rounded(values: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v if v is None or isinstance(v, int) else round(float(v), 4) for k, v in values.items()}
 
 
-def plot_answer_reports(
-    reports: Mapping[str, AnswerReport], kind: str | None = None, title: str | None = None
-) -> Any:
-    """A grouped bar chart (matplotlib Figure) of each report's correctness, groundedness and refusals."""
-    from matplotlib.figure import Figure
-
-    _activate_notebook_backend()
-    if not reports:
-        raise ValueError("no reports to plot; pass e.g. {'extractive': report}")
-    labels = ["F1", "facts", "grounded", "cite R", "refused\nunanswerable", "false\nrefusals"]
-    values = {}
-    for name, report in reports.items():
-        row, unanswerable = report.metrics(kind), report.metrics(UNANSWERABLE)
-        picked = [row["token_f1"], row["key_fact_recall"], row["groundedness"], row["citation_recall"],
-                  unanswerable["refused"], row["refused"]]
-        values[name] = [float("nan") if v is None else float(v) for v in picked]
-    figure = Figure(figsize=(max(7.0, 2.5 + len(labels) * (0.5 + 0.35 * len(values))), 4.2))
-    axes = figure.add_subplot()
-    width = 0.8 / len(values)
-    for i, (name, heights) in enumerate(values.items()):
-        positions = [m + (i - (len(values) - 1) / 2) * width for m in range(len(labels))]
-        bars = axes.bar(positions, heights, width, label=name)
-        axes.bar_label(bars, fmt="%.2f", fontsize=8, padding=2)
-    axes.set_xticks(range(len(labels)), labels)
-    axes.set_ylim(0, 1.1)
-    axes.set_xlabel("metric (false refusals: lower is better; all others: higher is better)")
-    axes.set_ylabel("score (mean over questions, 0-1)")
-    scope = f"{kind} questions" if kind else "the question set"
-    axes.set_title(title or f"Answer quality on {scope}")
-    axes.legend(title="answerer", loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
-    axes.grid(axis="y", alpha=0.3)
-    figure.tight_layout()
-    return figure
-
-
 __all__ = [
     "METRICS",
     "AnswerFileError",
@@ -337,7 +303,6 @@ __all__ = [
     "load_answers",
     "parse_answer",
     "per_kind",
-    "plot_answer_reports",
     "save_answers",
     "score_answers",
 ]

@@ -9,19 +9,20 @@ from __future__ import annotations
 
 import os
 import platform
-import statistics
 import tempfile
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from tqdm.auto import tqdm
 
 from .chunking import chunk_documents
 from .config import SAMPLE_CORPUS_DIR, Settings
 from .documents import load_documents
 from .embeddings import describe_model, embed, load_embedding_model
+from .evaluation import timed_queries
 from .store import delete_collection, get_client, get_collection, ingest, retrieve
 
 TARGET_SPEEDUP = 4.0  # end to end, against the original pipeline, on CPU
@@ -116,18 +117,13 @@ def run_ours(collection: Any, chunks: list[Any], model: Any, progress: bool = Tr
 
 def query_latency(collection: Any, queries: list[str], k: int = 5) -> dict[str, Any]:
     """Median and 95th percentile of `retrieve` (embed the query + search), in milliseconds."""
-    retrieve(collection, queries[0], k)  # warm-up
-    times = []
-    for query in queries:
-        start = time.perf_counter()
-        retrieve(collection, query, k)
-        times.append((time.perf_counter() - start) * 1000)
-    times.sort()
+    calls = timed_queries(lambda query, top: retrieve(collection, query, top), queries, k)
+    times = [call.wall_ms for call in calls]
     return {
         "queries": len(times),
         "k": k,
-        "p50_ms": round(statistics.median(times), 2),
-        "p95_ms": round(times[min(len(times) - 1, int(0.95 * len(times)))], 2),
+        "p50_ms": round(float(np.percentile(times, 50)), 2),
+        "p95_ms": round(float(np.percentile(times, 95)), 2),
     }
 
 

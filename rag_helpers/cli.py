@@ -532,8 +532,8 @@ def _collection_model(collection: object, settings: Settings) -> object:
 def _cmd_ask(args: argparse.Namespace) -> int:
     import json
 
-    from .generation import choose_backend, get_llm
-    from .pipeline import answer_question, stream_answer
+    from .generation import choose_backend
+    from .pipeline import answer_question, get_answerer, stream_answer
     from .registry import make_retriever
     from .store import get_client, open_collection
 
@@ -556,7 +556,7 @@ def _cmd_ask(args: argparse.Namespace) -> int:
     model = _collection_model(collection, settings) if backend == "offline" else None
     in_process = backend in ("offline", "local")  # nothing to wait for over the network
     options = {"timeout": args.timeout} if args.timeout is not None and not in_process else {}
-    llm = get_llm(settings, backend, args.model, embedding_model=model, **options)
+    llm = get_answerer(settings, backend, args.model, embedding_model=model, **options)
     retriever = make_retriever(args.retriever, collection, model)
     params = {"temperature": args.temperature, "max_tokens": args.max_tokens, "top_p": args.top_p}
     params = {name: value for name, value in params.items() if value is not None}
@@ -662,20 +662,20 @@ def _generate_answers(args: argparse.Namespace, questions: list) -> tuple[list, 
     """Answer every question through the pipeline, as `ask` would; returns the records and a name."""
     from .answer_report import generate_answers
     from .documents import load_documents
-    from .evaluation import _locate_all
-    from .generation import choose_backend, get_llm
-    from .pipeline import answer_question
+    from .evaluation import locate_evidence
+    from .generation import choose_backend
+    from .pipeline import answer_question, get_answerer
     from .registry import make_retriever
     from .store import get_client, open_collection
 
     if args.k < 1:
         raise ValueError(f"-k must be at least 1, got {args.k}")
-    _locate_all(questions, load_documents(args.corpus, progress=False))  # a clear error on the wrong corpus
+    locate_evidence(questions, load_documents(args.corpus, progress=False))  # a clear error on the wrong corpus
     settings = settings_from_args(args)
     backend = choose_backend(settings, args.backend)
     collection = open_collection(get_client(settings, create=False), settings.collection)
     model = _collection_model(collection, settings) if backend == "offline" else None
-    llm = get_llm(settings, backend, args.model, embedding_model=model)
+    llm = get_answerer(settings, backend, args.model, embedding_model=model)
     retriever = make_retriever(args.retriever, collection, model)
     params = {"max_tokens": args.max_tokens, "temperature": args.temperature}
     params = {name: value for name, value in params.items() if value is not None}
@@ -687,7 +687,7 @@ def _generate_answers(args: argparse.Namespace, questions: list) -> tuple[list, 
         )
 
     records = generate_answers(questions, answer, progress=not args.json)
-    return records, f"{llm.backend} ({getattr(llm, 'model', '')}), {args.retriever}, k={args.k}"
+    return records, f"{llm.backend} ({llm.model}), {args.retriever}, k={args.k}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

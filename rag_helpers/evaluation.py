@@ -1,8 +1,8 @@
 """Measure retrieval against a labelled question set: hit@k, MRR, nDCG, latency, "don't know" distances.
 
-Any *retriever* works: a callable `retriever(query, k) -> list of chunks`, best first, where each
-chunk has `id`, `text`, `distance`, `score` and `metadata` with `document_id`, `start` and `end`
-(`store.RetrievedChunk`; `chunking.Chunk` works too).
+Any *retriever* works (`base.Retriever`): a callable `retriever(query, k)` returning
+`base.RetrievedChunk` hits, best first, whose metadata holds `document_id`, `start` and `end` (as
+`store.ingest` stores them). Tables, HTML, plots and the leaderboard live in `reporting`.
 
 Definitions used throughout (k is the number of top chunks looked at):
 
@@ -28,23 +28,22 @@ Definitions used throughout (k is the number of top chunks looked at):
 
 from __future__ import annotations
 
-import html
 import math
 import statistics
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from tqdm.auto import tqdm
 
+from .base import Chunk, Retriever, RetrievedChunk, Span
 from .config import SAMPLE_CORPUS_DIR
 from .documents import Document, load_documents
 from .questions import KINDS, UNANSWERABLE, Question, find_evidence, load_questions
-
-Span = tuple[int, int]
-Retriever = Callable[[str, int], Sequence[Any]]
+from .reporting import Table, format_value, short_name
 
 DEFAULT_K_VALUES: tuple[int, ...] = (1, 3, 5, 10)
 # Show a progress bar on its own when the question set is big enough for the wait to be noticeable.
@@ -52,17 +51,6 @@ AUTO_PROGRESS_MIN_QUESTIONS = 50
 
 
 # --- Metric functions: a ranking is a list of booleans (relevant or not), best first ---------------
-
-
-def html_table(title: str, header: Sequence[str], rows: Sequence[Sequence[str]], notes: Sequence[str]) -> str:
-    """A titled HTML table with notes below it, every cell escaped (reports' `_repr_html_`, no pandas)."""
-    head = "".join(f"<th>{html.escape(cell)}</th>" for cell in header)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row) + "</tr>" for row in rows)
-    items = "".join(f"<li>{html.escape(note)}</li>" for note in notes)
-    return (
-        f"<div><p><b>{html.escape(title)}</b></p>"
-        f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table><ul>{items}</ul></div>"
-    )
 
 
 def hit_at_k(relevant: Sequence[bool], k: int) -> float:
@@ -102,19 +90,6 @@ def ndcg_at_k(relevant: Sequence[bool], k: int, n_relevant: int | None = None) -
     return dcg_at_k(relevant, k) / ideal
 
 
-def percentile(values: Sequence[float], p: float) -> float:
-    """The p-th percentile (0-100) with linear interpolation between ranks, as numpy's default."""
-    if not values:
-        raise ValueError("percentile of an empty list is undefined")
-    if not 0 <= p <= 100:
-        raise ValueError(f"p must be between 0 and 100, got {p}")
-    ordered = sorted(values)
-    position = (len(ordered) - 1) * p / 100
-    low = math.floor(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
-
-
 def overlap(a: Span, b: Span) -> int:
     """Number of characters two half-open spans [start, end) share."""
     return max(0, min(a[1], b[1]) - max(a[0], b[0]))
@@ -147,31 +122,28 @@ class Evidence:
         return cls(document.id, question.evidence, tuple((s, s + len(question.evidence)) for s in starts))
 
 
-def chunk_location(chunk: Any) -> tuple[str | None, Span | None]:
-    """(document id, (start, end)) of a retrieved chunk, from its attributes or its metadata."""
-    metadata = getattr(chunk, "metadata", None) or {}
-    document_id = _attribute(chunk, "document_id", metadata)
-    start, end = _attribute(chunk, "start", metadata), _attribute(chunk, "end", metadata)
+Hit = RetrievedChunk | Chunk  # a search hit, or a chunk straight from `chunking` (no distance or score)
+
+
+def chunk_location(chunk: Hit) -> tuple[str | None, Span | None]:
+    """(document id, (start, end)) of a hit, from the metadata `ingest` stores; None where it is missing."""
+    if isinstance(chunk, Chunk):
+        return chunk.document_id, (chunk.start, chunk.end)
+    metadata = chunk.metadata
+    start, end = metadata.get("start"), metadata.get("end")
     span = (int(start), int(end)) if start is not None and end is not None else None
+    document_id = metadata.get("document_id")
     return (None if document_id is None else str(document_id)), span
 
 
-def _attribute(chunk: Any, name: str, metadata: Mapping[str, Any]) -> Any:
-    try:
-        value = getattr(chunk, name)
-    except (AttributeError, KeyError, TypeError, ValueError):
-        value = None
-    return metadata.get(name) if value is None else value
-
-
-def is_doc_hit(chunk: Any, document_id: str) -> bool:
+def is_doc_hit(chunk: Hit, document_id: str) -> bool:
     """True when the chunk comes from the given document."""
     return chunk_location(chunk)[0] == document_id
 
 
-def is_evidence_hit(chunk: Any, evidence: Evidence) -> bool:
+def is_evidence_hit(chunk: Hit, evidence: Evidence) -> bool:
     """True when the chunk contains the quote, or its span overlaps the quote's by >= half its length."""
-    if evidence.text in (getattr(chunk, "text", None) or ""):
+    if evidence.text in chunk.text:
         return True
     document_id, span = chunk_location(chunk)
     if document_id != evidence.document_id or span is None:
@@ -266,6 +238,7 @@ class QuestionResult:
     best_distance: float | None
     best_score: float | None
     latency_ms: float
+    cpu_ms: float | None = None  # CPU time of the call (this process, all threads), when measured
 
     @property
     def first_doc_rank(self) -> int | None:
@@ -288,6 +261,7 @@ class QuestionResult:
             "best_distance": _round(self.best_distance, 6),
             "best_score": _round(self.best_score, 6),
             "latency_ms": _round(self.latency_ms, 3),
+            "cpu_ms": _round(self.cpu_ms, 3),
             "top_ids": list(self.chunk_ids[:3]),
         }
 
@@ -343,7 +317,7 @@ class EvalReport:
         times = [r.latency_ms for r in self.results]
         if not times:
             return {"mean": None, "p95": None}
-        return {"mean": statistics.fmean(times), "p95": percentile(times, 95)}
+        return {"mean": statistics.fmean(times), "p95": float(np.percentile(times, 95))}
 
     def best_values(self, by: str = "distance") -> dict[str, list[float]]:
         """The top chunk's distance (or score) per question, split into answerable and unanswerable."""
@@ -361,17 +335,22 @@ class EvalReport:
 
     # --- rendering ---
 
+    def to_table(self, k: int | None = None) -> Table:
+        """The report as a `reporting.Table`: one row per question kind; only k's columns when k is given."""
+        header, rows = self._rows(k)
+        return Table(self.title(), header, rows, self._notes())
+
     def _rows(self, k: int | None) -> tuple[list[str], list[list[str]]]:
         ks = self.k_values if k is None else (k,)
         if k is not None and k not in self.k_values:
             raise ValueError(f"k={k} was not evaluated; choose one of {', '.join(map(str, self.k_values))}")
         columns = [f"doc_hit@{x}" for x in ks] + [f"evidence_hit@{x}" for x in ks]
         columns += [f"mrr@{self.cutoff}", f"ndcg@{self.cutoff}"]
-        header = ["kind", "n", *(_short_name(c) for c in columns)]
+        header = ["kind", "n", *(short_name(c) for c in columns)]
         rows = []
         for kind in [None, *self.kinds()]:
             values = self.metrics(kind)
-            rows.append([kind or "all", str(values["n"]), *(_format(values[c]) for c in columns)])
+            rows.append([kind or "all", str(values["n"]), *(format_value(values[c]) for c in columns)])
         return header, rows
 
     def _notes(self) -> list[str]:
@@ -405,10 +384,10 @@ class EvalReport:
         values = self.metrics()
         latency = self.latency_ms()
         parts = [
-            f"evidence-hit@{k} {_format(values[f'evidence_hit@{k}'])}",
-            f"doc-hit@{k} {_format(values[f'doc_hit@{k}'])}",
-            f"MRR@{self.cutoff} {_format(values[f'mrr@{self.cutoff}'])}",
-            f"nDCG@{self.cutoff} {_format(values[f'ndcg@{self.cutoff}'])}",
+            f"evidence-hit@{k} {format_value(values[f'evidence_hit@{k}'])}",
+            f"doc-hit@{k} {format_value(values[f'doc_hit@{k}'])}",
+            f"MRR@{self.cutoff} {format_value(values[f'mrr@{self.cutoff}'])}",
+            f"nDCG@{self.cutoff} {format_value(values[f'ndcg@{self.cutoff}'])}",
         ]
         if latency["p95"] is not None:
             parts.append(f"p95 {latency['p95']:.1f} ms")
@@ -416,17 +395,11 @@ class EvalReport:
 
     def table(self, k: int | None = None) -> str:
         """A plain-text table: one row per question kind; only k's columns when k is given."""
-        header, rows = self._rows(k)
-        widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-        lines = [self.title(), _align(header, widths), "  ".join("-" * w for w in widths)]
-        lines.extend(_align(row, widths) for row in rows)
-        lines.extend(self._notes())
-        return "\n".join(lines)
+        return self.to_table(k).text()
 
     def to_html(self, k: int | None = None) -> str:
         """The same table as HTML (no pandas needed)."""
-        header, rows = self._rows(k)
-        return html_table(self.title(), header, rows, self._notes())
+        return self.to_table(k).html()
 
     def _repr_html_(self) -> str:
         return self.to_html()
@@ -503,23 +476,70 @@ def evaluate(
         _check_k(k)
     if not questions:
         raise ValueError("no questions to evaluate; load some with rag_helpers.questions.load_questions()")
-    evidence = _locate_all(questions, documents if documents is not None else load_documents(corpus_dir))
+    evidence = locate_evidence(questions, documents if documents is not None else load_documents(corpus_dir))
     depth = max(k_values)
     show = len(questions) >= AUTO_PROGRESS_MIN_QUESTIONS if progress is None else progress
-    if warmup:
-        retriever(questions[0].q, depth)
-    results = []
-    for question, located in tqdm(
-        list(zip(questions, evidence, strict=True)), desc="Evaluating", unit="question", disable=not show
-    ):
-        started = time.perf_counter()
-        chunks = list(retriever(question.q, depth))[:depth]
-        latency_ms = (time.perf_counter() - started) * 1000
-        results.append(_score(question, chunks, located, latency_ms))
+    calls = timed_queries(retriever, [q.q for q in questions], depth, warmup=warmup, progress=show)
+    results = [
+        _score(question, list(call.result)[:depth], located, call.wall_ms, call.cpu_ms)
+        for question, located, call in zip(questions, evidence, calls, strict=True)
+    ]
     return EvalReport(results=results, k_values=k_values, name=name)
 
 
-def _locate_all(questions: Sequence[Question], documents: Sequence[Document]) -> list[Evidence | None]:
+@dataclass(frozen=True)
+class TimedCall:
+    """What one retriever call returned, with its wall-clock and CPU time in milliseconds."""
+
+    result: Sequence[Hit]
+    wall_ms: float
+    cpu_ms: float  # this process, all threads: what the call itself cost on a busy machine
+
+
+def timed_queries(
+    retriever: Retriever, queries: Sequence[str], k: int, *, warmup: bool = True, progress: bool = False
+) -> list[TimedCall]:
+    """Ask `retriever` each query for `k` hits, timing every call.
+
+    With `warmup` one untimed query runs first, so one-off costs (loading the embedding model on the
+    first query, opening the index) do not count as query latency.
+    """
+    if warmup and queries:
+        retriever(queries[0], k)
+    calls = []
+    for query in tqdm(queries, desc="Evaluating", unit="question", disable=not progress):
+        wall, cpu = time.perf_counter(), time.process_time()
+        result = retriever(query, k)
+        calls.append(
+            TimedCall(result, (time.perf_counter() - wall) * 1000, (time.process_time() - cpu) * 1000)
+        )
+    return calls
+
+
+def compare_retrievers(
+    names: Sequence[str],
+    collection: Any,
+    model: Any,
+    questions: Sequence[Question],
+    *,
+    options: Mapping[str, Mapping[str, Any]] | None = None,
+    documents: Sequence[Document] | None = None,
+    corpus_dir: str | Path = SAMPLE_CORPUS_DIR,
+    progress: bool = False,
+) -> dict[str, EvalReport]:
+    """Evaluate each named retriever (with `options[name]` passed to its factory) on `questions`."""
+    from .registry import make_retriever
+
+    reports = {}
+    for name in names:
+        retriever = make_retriever(name, collection, model, **dict((options or {}).get(name, {})))
+        reports[name] = evaluate(
+            retriever, questions, documents=documents, corpus_dir=corpus_dir, name=name, progress=progress
+        )
+    return reports
+
+
+def locate_evidence(questions: Sequence[Question], documents: Sequence[Document]) -> list[Evidence | None]:
     by_id = {document.id: document for document in documents}
     located: list[Evidence | None] = []
     problems = []
@@ -545,10 +565,15 @@ def _locate_all(questions: Sequence[Question], documents: Sequence[Document]) ->
 
 
 def _score(
-    question: Question, chunks: list[Any], evidence: Evidence | None, latency_ms: float
+    question: Question,
+    chunks: list[Hit],
+    evidence: Evidence | None,
+    latency_ms: float,
+    cpu_ms: float | None = None,
 ) -> QuestionResult:
-    distances = [c.distance for c in chunks if getattr(c, "distance", None) is not None]
-    scores = [c.score for c in chunks if getattr(c, "score", None) is not None]
+    hits = [c for c in chunks if isinstance(c, RetrievedChunk)]
+    distances = [c.distance for c in hits if c.distance is not None]
+    scores = [c.score for c in hits]
     if question.answerable and evidence is not None:
         doc_hits = tuple(is_doc_hit(c, evidence.document_id) for c in chunks)
         evidence_hits = tuple(is_evidence_hit(c, evidence) for c in chunks)
@@ -556,81 +581,14 @@ def _score(
         doc_hits = evidence_hits = tuple(False for _ in chunks)
     return QuestionResult(
         question=question,
-        chunk_ids=tuple(str(getattr(c, "id", "")) for c in chunks),
+        chunk_ids=tuple(c.id for c in chunks),
         doc_hits=doc_hits,
         evidence_hits=evidence_hits,
         best_distance=float(min(distances)) if distances else None,
         best_score=float(max(scores)) if scores else None,
         latency_ms=latency_ms,
+        cpu_ms=cpu_ms,
     )
-
-
-# --- Comparing reports ------------------------------------------------------------------------
-
-
-def plot_reports(
-    reports: Mapping[str, EvalReport],
-    metrics: Sequence[str] | None = None,
-    kind: str | None = None,
-    title: str | None = None,
-) -> Any:
-    """A grouped bar chart (matplotlib Figure) comparing several reports' metrics side by side.
-
-    `metrics` defaults to doc-hit@5, evidence-hit@5, MRR and nDCG (k=5, or the largest k when a
-    report lacks 5); `kind` restricts every bar to one question kind.
-    """
-    from matplotlib.figure import Figure
-
-    _activate_notebook_backend()
-
-    if not reports:
-        raise ValueError("no reports to plot; pass e.g. {'baseline': report}")
-    if metrics is None:
-        common = set.intersection(*(set(r.k_values) for r in reports.values()))
-        k = 5 if 5 in common else max(common, default=None)
-        cutoffs = {r.cutoff for r in reports.values()}
-        if k is None or len(cutoffs) != 1:
-            raise ValueError("the reports were run with different k values; pass the metrics to compare")
-        cutoff = cutoffs.pop()
-        metrics = [f"doc_hit@{k}", f"evidence_hit@{k}", f"mrr@{cutoff}", f"ndcg@{cutoff}"]
-    values: dict[str, list[float]] = {}
-    for label, report in reports.items():
-        row = report.metrics(kind)
-        missing = [m for m in metrics if m not in row]
-        if missing:
-            raise ValueError(
-                f"report {label!r} has no metric {', '.join(missing)}; "
-                f"it has {', '.join(report.metric_names())}"
-            )
-        values[label] = [_as_float(row[m]) for m in metrics]
-
-    figure = Figure(figsize=(max(6.0, 3.0 + len(metrics) * (0.6 + 0.35 * len(values))), 4.2))
-    axes = figure.add_subplot()
-    width = 0.8 / len(values)
-    for i, (label, heights) in enumerate(values.items()):
-        positions = [m + (i - (len(values) - 1) / 2) * width for m in range(len(metrics))]
-        bars = axes.bar(positions, heights, width, label=label)
-        axes.bar_label(bars, fmt="%.2f", fontsize=8, padding=2)
-    axes.set_xticks(range(len(metrics)), [_short_name(m) for m in metrics])
-    axes.set_ylim(0, 1.1)
-    axes.set_xlabel("metric (@k: top k chunks; doc = right document, ev = evidence retrieved)")
-    axes.set_ylabel("score (fraction of questions, 0-1; higher is better)")
-    n = next(iter(reports.values())).metrics(kind)["n"]
-    scope = f"{kind} questions" if kind else "answerable questions"
-    axes.set_title(title or f"Retrieval quality on {n} {scope}")
-    axes.legend(title="report", loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
-    axes.grid(axis="y", alpha=0.3)
-    figure.tight_layout()
-    return figure
-
-
-def _activate_notebook_backend() -> None:
-    """Load matplotlib's configured backend now: in Jupyter that registers the PNG display of
-    figures, which a detached Figure (never shown twice by pyplot) otherwise lacks in a fresh kernel."""
-    import matplotlib
-    import matplotlib.pyplot as plt
-
-    plt.switch_backend(matplotlib.get_backend())
 
 
 # --- small formatting helpers -----------------------------------------------------------------
@@ -639,25 +597,6 @@ def _activate_notebook_backend() -> None:
 def _mean(values: Any) -> float | None:
     values = list(values)
     return statistics.fmean(values) if values else None
-
-
-def _as_float(value: float | int | None) -> float:
-    return float("nan") if value is None else float(value)
-
-
-def _align(cells: Sequence[str], widths: Sequence[int]) -> str:
-    padded = [cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(cells, widths))]
-    return "  ".join(padded).rstrip()
-
-
-def _short_name(metric: str) -> str:
-    for long, short in (("evidence_hit", "ev"), ("doc_hit", "doc"), ("mrr", "MRR"), ("ndcg", "nDCG")):
-        metric = metric.replace(long, short)
-    return metric
-
-
-def _format(value: float | int | None) -> str:
-    return "-" if value is None else f"{value:.3f}"
 
 
 def _round(value: float | None, digits: int = 4) -> float | None:
@@ -696,6 +635,7 @@ __all__ = [
     "Threshold",
     "best_separating_threshold",
     "chunk_location",
+    "compare_retrievers",
     "dcg_at_k",
     "evaluate",
     "hit_at_k",
@@ -703,8 +643,7 @@ __all__ = [
     "is_evidence_hit",
     "ndcg_at_k",
     "overlap",
-    "percentile",
-    "plot_reports",
     "reciprocal_rank",
     "suggest_threshold",
+    "timed_queries",
 ]

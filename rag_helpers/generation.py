@@ -2,21 +2,21 @@
 
 Every backend has the same two methods:
 
-    llm.generate(messages, *, chunks=None, question=None, **params) -> Answer
-    llm.stream(messages, *, chunks=None, question=None, **params) -> AnswerStream  (an Iterator[str])
+    llm.generate(messages, **params) -> Answer
+    llm.stream(messages, **params) -> AnswerStream  (an Iterator[str])
 
-`messages` are chat messages (see `rag_helpers.prompts.build_messages`). `chunks` are the retrieved
-chunks the messages number as sources (source [n] is `chunks[n-1]`): the language-model backends
-use them only to resolve the answer's [n] citations into `Source`s, the offline backend answers
-from them (it also needs `question`). `params` are generation parameters (temperature, max_tokens,
-top_p, seed, stop, ...); the defaults are the original tutorial's.
+`messages` are chat messages (see `rag_helpers.prompts.build_messages`); no retrieval data goes to
+the model's interface. `cite(answer, chunks)` resolves an answer's [n] markers against the chunks
+the messages numbered as sources (source [n] is `chunks[n-1]`); `pipeline` does that for you.
+`params` are generation parameters (temperature, max_tokens, top_p, seed, stop, ...); the defaults
+are the original tutorial's.
 
 Backends:
 - `HuggingFaceLLM`: Hugging Face Inference Providers through `huggingface_hub.InferenceClient`.
 - `OpenAICompatibleLLM`: any OpenAI-compatible server (Ollama, vLLM, llama.cpp server, TGI) by URL.
-- `OfflineLLM`: no language model at all; extracts the most relevant sentences (see `offline`).
 - `LocalLLM` (in `local_llm`): the bundled SmolLM2-135M-Instruct in this process, no key, no network.
-`get_llm(settings)` picks one from the settings.
+Answering without a language model is `extractive.ExtractiveAnswerer`'s job; `pipeline.get_llm`
+and `pipeline.get_answerer` pick a backend from the settings.
 """
 
 from __future__ import annotations
@@ -24,12 +24,13 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+from .base import Chunk, RetrievedChunk
 from .config import DEFAULT_LLM_MODEL, Secret, Settings, safe_url
-from .prompts import chunk_document_id, chunk_text, parse_citations
+from .prompts import parse_citations
 
 # The original tutorial's generation parameters.
 DEFAULT_PARAMS: dict[str, Any] = {"temperature": 0.5, "max_tokens": 1024, "top_p": 0.7}
@@ -61,7 +62,7 @@ class Source:
     end: int
     text: str
     score: float | None = None
-    # Exact spans (document offsets) the answer quotes from this chunk; filled by the offline backend.
+    # Exact spans (document offsets) the answer quotes from this chunk; filled by the extractive answerer.
     highlights: tuple[tuple[int, int], ...] = ()
 
 
@@ -122,36 +123,26 @@ def format_source_line(source: Source) -> str:
     )
 
 
-def _metadata(chunk: Any) -> dict:
-    return {} if isinstance(chunk, str) else dict(getattr(chunk, "metadata", None) or {})
-
-
-def _int_field(chunk: Any, name: str) -> int:
-    value = None if isinstance(chunk, str) else getattr(chunk, name, None)
-    if value is None:
-        value = _metadata(chunk).get(name)
-    return int(value) if value is not None else -1
-
-
-def source_from_chunk(number: int, chunk: Any, highlights: Sequence[tuple[int, int]] = ()) -> Source:
+def source_from_chunk(
+    number: int, chunk: RetrievedChunk | Chunk, highlights: Sequence[tuple[int, int]] = ()
+) -> Source:
     """The `Source` for chunk `number` (1-based) of a prompt."""
-    text = chunk_text(chunk)
-    chunk_id = "" if isinstance(chunk, str) else str(getattr(chunk, "id", "") or "")
-    score = None if isinstance(chunk, str) else getattr(chunk, "score", None)
     return Source(
         number=number,
-        chunk_id=chunk_id or f"source-{number}",
-        document_id=chunk_document_id(chunk),
-        start=_int_field(chunk, "start"),
-        end=_int_field(chunk, "end"),
-        text=text,
-        score=None if score is None else float(score),
+        chunk_id=chunk.id,
+        document_id=chunk.document_id or "unknown",
+        start=chunk.start,
+        end=chunk.end,
+        text=chunk.text,
+        score=float(chunk.score) if isinstance(chunk, RetrievedChunk) else None,
         highlights=tuple(highlights),
     )
 
 
 def resolve_sources(
-    text: str, chunks: Sequence[Any] | None, highlights: dict[int, Sequence[tuple[int, int]]] | None = None
+    text: str,
+    chunks: Sequence[RetrievedChunk] | None,
+    highlights: dict[int, Sequence[tuple[int, int]]] | None = None,
 ) -> tuple[Source, ...]:
     """The sources an answer cites: its [n] markers mapped to `chunks[n-1]`, in number order."""
     if not chunks:
@@ -161,14 +152,14 @@ def resolve_sources(
     return tuple(source_from_chunk(n, chunks[n - 1], highlights.get(n, ())) for n in numbers)
 
 
-def context_sources(chunks: Sequence[Any] | None) -> tuple[Source, ...]:
+def context_sources(chunks: Sequence[RetrievedChunk] | None) -> tuple[Source, ...]:
     """Every chunk given to the backend, as numbered sources."""
     return tuple(source_from_chunk(n, chunk) for n, chunk in enumerate(chunks or (), start=1))
 
 
 def make_answer(
     text: str,
-    chunks: Sequence[Any] | None,
+    chunks: Sequence[RetrievedChunk] | None,
     backend: str,
     model: str,
     **extra: Any,
@@ -182,6 +173,15 @@ def make_answer(
         model=model,
         context=context_sources(chunks),
         **extra,
+    )
+
+
+def cite(answer: Answer, chunks: Sequence[RetrievedChunk]) -> Answer:
+    """`answer` with its [n] markers resolved against `chunks` and every chunk kept as context."""
+    return replace(
+        answer,
+        sources=resolve_sources(answer.text, chunks, {s.number: s.highlights for s in answer.sources}),
+        context=context_sources(chunks),
     )
 
 
@@ -223,28 +223,14 @@ class AnswerStream(Iterator[str]):
 
 
 class LLM(Protocol):
-    """What every backend provides (see the module docstring)."""
+    """What every language-model backend provides (see the module docstring)."""
 
     backend: str
     model: str
 
-    def generate(
-        self,
-        messages: list[dict],
-        *,
-        chunks: Sequence[Any] | None = None,
-        question: str | None = None,
-        **params: Any,
-    ) -> Answer: ...
+    def generate(self, messages: list[dict], **params: Any) -> Answer: ...
 
-    def stream(
-        self,
-        messages: list[dict],
-        *,
-        chunks: Sequence[Any] | None = None,
-        question: str | None = None,
-        **params: Any,
-    ) -> AnswerStream: ...
+    def stream(self, messages: list[dict], **params: Any) -> AnswerStream: ...
 
 
 # --- Errors ------------------------------------------------------------------------------------
@@ -472,15 +458,8 @@ class ChatClientLLM:
 
     # -- the interface --
 
-    def generate(
-        self,
-        messages: list[dict],
-        *,
-        chunks: Sequence[Any] | None = None,
-        question: str | None = None,
-        **params: Any,
-    ) -> Answer:
-        """Send `messages` and return the whole answer, with citations resolved against `chunks`."""
+    def generate(self, messages: list[dict], **params: Any) -> Answer:
+        """Send `messages` and return the whole answer (`pipeline` resolves its [n] citations)."""
         with self._client() as client:
             output = self._call(client, messages, False, params)
         if not output.choices:
@@ -489,21 +468,14 @@ class ChatClientLLM:
         usage = getattr(output, "usage", None)
         return make_answer(
             (choice.message.content or "").strip(),
-            chunks,
+            None,
             self.backend,
             self.model,
             usage=_usage(usage),
             finish_reason=getattr(choice, "finish_reason", None),
         )
 
-    def stream(
-        self,
-        messages: list[dict],
-        *,
-        chunks: Sequence[Any] | None = None,
-        question: str | None = None,
-        **params: Any,
-    ) -> AnswerStream:
+    def stream(self, messages: list[dict], **params: Any) -> AnswerStream:
         """Send `messages` and yield the answer text as it arrives; `.answer` has the rest when done."""
         state: dict[str, Any] = {}
 
@@ -534,7 +506,7 @@ class ChatClientLLM:
         def finish(text: str) -> Answer:
             return make_answer(
                 text.strip(),
-                chunks,
+                None,
                 self.backend,
                 self.model,
                 usage=state.get("usage"),
@@ -622,62 +594,6 @@ class OpenAICompatibleLLM(ChatClientLLM):
         return "the API key (LLM_API_KEY) was refused; check it against the server's configuration."
 
 
-class OfflineLLM:
-    """No language model: answers with the sentences of the sources most similar to the question."""
-
-    backend = "offline"
-
-    def __init__(self, embedding_model: Any, **options: Any) -> None:
-        from .offline import ExtractiveAnswerer
-
-        self.answerer = ExtractiveAnswerer(embedding_model, **options)
-        self.model = f"extractive ({getattr(embedding_model, 'rag_name', type(embedding_model).__name__)})"
-
-    def __repr__(self) -> str:
-        return f"OfflineLLM(model={self.model!r})"
-
-    def generate(
-        self,
-        messages: list[dict],
-        *,
-        chunks: Sequence[Any] | None = None,
-        question: str | None = None,
-        **params: Any,
-    ) -> Answer:
-        """Extract an answer to `question` from `chunks`; generation parameters are accepted and ignored."""
-        if chunks is None:
-            raise ValueError(
-                "The offline backend answers from the retrieved chunks, not from messages: "
-                "call generate(messages, chunks=chunks, question=question), or use pipeline.answer_question."
-            )
-        if question is None:
-            question = _last_user_text(messages)
-        extract = self.answerer.answer(question, chunks)
-        return make_answer(
-            extract.text, chunks, self.backend, self.model, extractive=True, highlights=extract.highlights
-        )
-
-    def stream(
-        self,
-        messages: list[dict],
-        *,
-        chunks: Sequence[Any] | None = None,
-        question: str | None = None,
-        **params: Any,
-    ) -> AnswerStream:
-        """The extracted answer, one line at a time."""
-        answer = self.generate(messages, chunks=chunks, question=question, **params)
-        lines = answer.text.splitlines(keepends=True)
-        return AnswerStream(lines, lambda text: answer)
-
-
-def _last_user_text(messages: Sequence[dict]) -> str:
-    for message in reversed(messages):
-        if message.get("role") == "user":
-            return str(message.get("content", ""))
-    raise ValueError("No question: pass question=... (the offline backend needs the question text).")
-
-
 # --- Choosing a backend --------------------------------------------------------------------------
 
 
@@ -697,51 +613,6 @@ def choose_backend(settings: Settings, backend: str | None = None) -> str:
     return choice
 
 
-def get_llm(
-    settings: Settings | None = None,
-    backend: str | None = None,
-    model: str | None = None,
-    *,
-    embedding_model: Any = None,
-    **options: Any,
-) -> LLM:
-    """The LLM backend the settings (or `backend`) ask for.
-
-    `model` overrides settings.llm_model. The offline backend uses `embedding_model`, or loads
-    settings.embedding_model. `options` go to the backend (timeout, retries, backoff, params).
-    The hf backend always calls Hugging Face Inference Providers (LLM_BASE_URL is for the openai
-    backend, so an HF token is never sent to it); for a dedicated Inference Endpoint, build
-    `HuggingFaceLLM(model, token=..., base_url=...)` yourself.
-    """
-    settings = settings or Settings.load()
-    choice = choose_backend(settings, backend)
-    if choice == "hf":
-        if not settings.hf_token:
-            raise LLMAuthError(f"The hf backend needs a Hugging Face token. {HF_TOKEN_HELP}")
-        return HuggingFaceLLM(model or settings.llm_model, token=settings.hf_token, **options)
-    if choice == "openai":
-        return OpenAICompatibleLLM(
-            model or settings.llm_model,
-            base_url=settings.llm_base_url or "",
-            api_key=settings.llm_api_key,
-            **options,
-        )
-    if choice == "local":
-        from .local_llm import LOCAL_MODEL_NAME, LocalLLM
-
-        if model and model != LOCAL_MODEL_NAME:
-            raise ValueError(
-                f"The local backend runs only {LOCAL_MODEL_NAME}, not {model!r}; serve another model "
-                "with an OpenAI-compatible server (LLM_BASE_URL) and use the openai backend."
-            )
-        return LocalLLM(device=settings.device, **options)
-    if embedding_model is None:
-        from .embeddings import load_embedding_model
-
-        embedding_model = load_embedding_model(settings.embedding_model, settings.device, settings.precision)
-    return OfflineLLM(embedding_model, **options)
-
-
 __all__ = [
     "DEFAULT_PARAMS",
     "LLM",
@@ -756,12 +627,11 @@ __all__ = [
     "LLMRequestError",
     "LLMServerError",
     "LLMTimeoutError",
-    "OfflineLLM",
     "OpenAICompatibleLLM",
     "Source",
     "Usage",
     "choose_backend",
-    "get_llm",
+    "cite",
     "make_answer",
     "resolve_sources",
 ]

@@ -314,7 +314,7 @@ class LocalLLM:
             if streamer is not None:
                 streamer.end()
 
-    def _finish(self, run: _Run, text: str, chunks: Sequence[Any] | None) -> Answer:
+    def _finish(self, run: _Run, text: str) -> Answer:
         if run.error is not None:
             raise LLMError(f"{LOCAL_MODEL_NAME} failed while generating: {run.error}") from run.error
         _, tokenizer = self.load()
@@ -323,38 +323,24 @@ class LocalLLM:
         ended = completion and int(new_tokens[-1]) == tokenizer.eos_token_id
         return make_answer(
             text.strip(),
-            chunks,
+            None,
             self.backend,
             self.model,
             usage=Usage(run.prompt_tokens, completion, run.prompt_tokens + completion),
             finish_reason="length" if completion >= run.max_new_tokens and not ended else "stop",
         )
 
-    def generate(
-        self,
-        messages: list[dict],
-        *,
-        chunks: Sequence[Any] | None = None,
-        question: str | None = None,
-        **params: Any,
-    ) -> Answer:
-        """Generate the whole answer to `messages`, with citations resolved against `chunks`."""
+    def generate(self, messages: list[dict], **params: Any) -> Answer:
+        """Generate the whole answer to `messages` (`pipeline` resolves its [n] citations)."""
         run = self._prepare(messages, params)
         self._generate(run)
         if run.error is not None:
-            return self._finish(run, "", chunks)
+            return self._finish(run, "")
         _, tokenizer = self.load()
         text = tokenizer.decode(run.output[0][run.prompt_tokens :], skip_special_tokens=True)
-        return self._finish(run, text, chunks)
+        return self._finish(run, text)
 
-    def stream(
-        self,
-        messages: list[dict],
-        *,
-        chunks: Sequence[Any] | None = None,
-        question: str | None = None,
-        **params: Any,
-    ) -> AnswerStream:
+    def stream(self, messages: list[dict], **params: Any) -> AnswerStream:
         """Yield the answer text as the model writes it; `.answer` holds the `Answer` when done."""
         from transformers import TextIteratorStreamer
 
@@ -373,7 +359,7 @@ class LocalLLM:
                 run.cancel.event.set()  # the reader stopped early: let the model stop too
                 worker.join()
 
-        return AnswerStream(pieces(), lambda text: self._finish(run, text, chunks))
+        return AnswerStream(pieces(), lambda text: self._finish(run, text))
 
 
 # --- The OpenAI-compatible server ----------------------------------------------------------------

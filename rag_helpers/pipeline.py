@@ -1,13 +1,14 @@
-"""Retrieval and generation together: question -> retrieved chunks -> prompt -> `Answer`.
+"""Retrieval and generation together: question -> retrieved chunks -> gate -> prompt -> `Answer`.
 
     collection, model = store.ensure_index(settings)
-    llm = generation.get_llm(settings, embedding_model=model)
-    answer = answer_question("What is the 2024 hotel cap in London?", collection, model, llm)
+    answerer = get_answerer(settings, embedding_model=model)
+    answer = answer_question("What is the 2024 hotel cap in London?", collection, model, answerer)
     print(answer.format())
 
-Every backend receives the chunks the prompt numbers as sources (`chunks=`) and the question
-(`question=`), so the language-model backends can resolve [n] citations and the offline backend
-can answer from the chunks themselves.
+The answerer is either a language model (`generation.LLM`: it gets the prompt's messages only, and
+its [n] citations are resolved here against the chunks the prompt numbered) or, with no language
+model configured (the "offline" backend), the `extractive.ExtractiveAnswerer`, which answers from
+the chunks themselves.
 
 Before anything is generated, a "don't know" gate compares the question with its closest chunk in
 the collection (plain dense search, whatever the retriever): when their cosine similarity is below
@@ -17,15 +18,27 @@ the collection (plain dense search, whatever the retriever): when their cosine s
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any, Literal
 
+from .base import Retriever
 from .config import Settings
-from .generation import LLM, Answer, AnswerStream, context_sources, get_llm
+from .extractive import ExtractiveAnswerer
+from .generation import (
+    HF_TOKEN_HELP,
+    LLM,
+    Answer,
+    AnswerStream,
+    HuggingFaceLLM,
+    LLMAuthError,
+    OpenAICompatibleLLM,
+    choose_backend,
+    cite,
+    context_sources,
+)
 from .prompts import DEFAULT_BUDGET, Prompt, build_prompt
 
-Retriever = Callable[[str, int], Sequence[Any]]
+Answerer = LLM | ExtractiveAnswerer
 MinScore = float | Literal["settings"] | None
 
 REFUSAL_TEXT = "The documents do not seem to contain the answer to this question."
@@ -60,8 +73,85 @@ def prepare(
     return build_prompt(question, chunks, system, style=style, budget=budget)
 
 
-def _default_llm(llm: LLM | None, model: Any) -> LLM:
-    return llm if llm is not None else get_llm(embedding_model=model)
+def get_llm(
+    settings: Settings | None = None, backend: str | None = None, model: str | None = None, **options: Any
+) -> LLM:
+    """The language-model backend the settings (or `backend`) ask for: hf, openai or local.
+
+    `model` overrides settings.llm_model; `options` go to the backend (timeout, retries, backoff,
+    params). The hf backend always calls Hugging Face Inference Providers (LLM_BASE_URL is for the
+    openai backend, so an HF token is never sent to it); for a dedicated Inference Endpoint, build
+    `HuggingFaceLLM(model, token=..., base_url=...)` yourself. With no language model configured
+    ("offline"), use `get_answerer`, which gives the extractive answerer.
+    """
+    settings = settings or Settings.load()
+    choice = choose_backend(settings, backend)
+    if choice == "hf":
+        if not settings.hf_token:
+            raise LLMAuthError(f"The hf backend needs a Hugging Face token. {HF_TOKEN_HELP}")
+        return HuggingFaceLLM(model or settings.llm_model, token=settings.hf_token, **options)
+    if choice == "openai":
+        return OpenAICompatibleLLM(
+            model or settings.llm_model,
+            base_url=settings.llm_base_url or "",
+            api_key=settings.llm_api_key,
+            **options,
+        )
+    if choice == "local":
+        from .local_llm import LOCAL_MODEL_NAME, LocalLLM
+
+        if model and model != LOCAL_MODEL_NAME:
+            raise ValueError(
+                f"The local backend runs only {LOCAL_MODEL_NAME}, not {model!r}; serve another model "
+                "with an OpenAI-compatible server (LLM_BASE_URL) and use the openai backend."
+            )
+        return LocalLLM(device=settings.device, **options)
+    raise ValueError(
+        "No language model is configured (the offline backend): set HF_TOKEN or LLM_BASE_URL, or "
+        "use get_answerer(...) to answer by extracting sentences from the sources."
+    )
+
+
+def get_answerer(
+    settings: Settings | None = None,
+    backend: str | None = None,
+    model: str | None = None,
+    *,
+    embedding_model: Any = None,
+    **options: Any,
+) -> Answerer:
+    """The language model the settings ask for, or the extractive answerer when that is "offline".
+
+    The extractive answerer scores sentences with `embedding_model` (the one the index was built
+    with); when it is None, settings.embedding_model is loaded. `options` go to the backend.
+    """
+    settings = settings or Settings.load()
+    if choose_backend(settings, backend) != "offline":
+        return get_llm(settings, backend, model, **options)
+    if embedding_model is None:
+        from .embeddings import load_embedding_model
+
+        embedding_model = load_embedding_model(settings.embedding_model, settings.device, settings.precision)
+    return ExtractiveAnswerer(embedding_model, **options)
+
+
+def _default_answerer(answerer: Answerer | None, model: Any) -> Answerer:
+    return answerer if answerer is not None else get_answerer(embedding_model=model)
+
+
+def generate(answerer: Answerer, prompt: Prompt, question: str, **params: Any) -> Answer:
+    """The answer to `prompt`: generated by a language model, or extracted from the prompt's chunks."""
+    if isinstance(answerer, ExtractiveAnswerer):
+        return answerer.reply(question, prompt.chunks)
+    return cite(answerer.generate(prompt.messages, **params), prompt.chunks)
+
+
+def stream(answerer: Answerer, prompt: Prompt, question: str, **params: Any) -> AnswerStream:
+    """Like `generate`, but the text comes as it is written; `.answer` holds the `Answer` at the end."""
+    if isinstance(answerer, ExtractiveAnswerer):
+        return answerer.stream(question, prompt.chunks)
+    pieces = answerer.stream(prompt.messages, **params)
+    return AnswerStream(pieces, lambda _text: cite(pieces.answer, prompt.chunks))
 
 
 def retrieval_confidence(question: str, collection: Any) -> float:
@@ -122,7 +212,7 @@ def answer_question(
     question: str,
     collection: Any = None,
     model: Any = None,
-    llm: LLM | None = None,
+    llm: Answerer | None = None,
     k: int = 5,
     *,
     retriever: Retriever | None = None,
@@ -135,9 +225,9 @@ def answer_question(
 ) -> Answer:
     """Answer `question` from the `k` best chunks of `collection` (or of `retriever`) with `llm`.
 
-    `model` is the embedding model; it is only needed when `llm` is None, which picks a backend
-    from the settings (`generation.get_llm`). `params` are generation parameters (temperature,
-    max_tokens, top_p, ...). The answer's notes say when sources were left out for the budget.
+    `llm` is a language model or the extractive answerer; None picks one from the settings
+    (`get_answerer`, which uses the embedding model `model` for the extractive one). `params` are
+    generation parameters (temperature, max_tokens, top_p, ...). The answer's notes say when sources were left out for the budget.
     When the closest chunk is less similar than `min_score` (see `gate`), the answer is the refusal.
     """
     prompt = prepare(
@@ -146,9 +236,7 @@ def answer_question(
     note = gate(question, collection, retriever, min_score)
     if note is not None:
         return refusal(note, prompt)
-    answer = _default_llm(llm, model).generate(
-        prompt.messages, chunks=prompt.chunks, question=question, **params
-    )
+    answer = generate(_default_answerer(llm, model), prompt, question, **params)
     return replace(answer, notes=answer.notes + prompt.notes) if prompt.notes else answer
 
 
@@ -156,7 +244,7 @@ def stream_answer(
     question: str,
     collection: Any = None,
     model: Any = None,
-    llm: LLM | None = None,
+    llm: Answerer | None = None,
     k: int = 5,
     *,
     retriever: Retriever | None = None,
@@ -175,11 +263,9 @@ def stream_answer(
     if note is not None:
         refused = refusal(note, prompt)
         return AnswerStream([refused.text], lambda _text: refused)
-    stream = _default_llm(llm, model).stream(
-        prompt.messages, chunks=prompt.chunks, question=question, **params
-    )
+    pieces = stream(_default_answerer(llm, model), prompt, question, **params)
     if not prompt.notes:
-        return stream
+        return pieces
     return AnswerStream(
-        stream, lambda _text: replace(stream.answer, notes=stream.answer.notes + prompt.notes)
+        pieces, lambda _text: replace(pieces.answer, notes=pieces.answer.notes + prompt.notes)
     )

@@ -16,9 +16,11 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+
+from .base import Chunk, RetrievedChunk
 
 Message = dict[str, str]
+Source = RetrievedChunk | Chunk  # what a prompt numbers as a source
 LengthFn = Callable[[str], int]
 
 STYLES = ("grounded", "original")
@@ -53,8 +55,8 @@ class Prompt:
     """The messages to send, the chunks they contain (source [n] is `chunks[n-1]`), and what was left out."""
 
     messages: list[Message]
-    chunks: tuple[Any, ...]
-    dropped: tuple[Any, ...] = ()
+    chunks: tuple[Source, ...]
+    dropped: tuple[Source, ...] = ()
     truncated: bool = False
     style: str = "grounded"
 
@@ -69,21 +71,6 @@ class Prompt:
         return tuple(notes)
 
 
-def chunk_text(chunk: Any) -> str:
-    """The text of a retrieved chunk (a `RetrievedChunk`, a `Chunk`, or a plain string)."""
-    return chunk if isinstance(chunk, str) else str(chunk.text)
-
-
-def chunk_document_id(chunk: Any) -> str:
-    """The document id of a chunk, or "unknown" for plain strings and chunks without one."""
-    if isinstance(chunk, str):
-        return "unknown"
-    document_id = getattr(chunk, "document_id", None)
-    if document_id is None:
-        document_id = (getattr(chunk, "metadata", None) or {}).get("document_id")
-    return str(document_id) if document_id else "unknown"
-
-
 def _escape_delimiters(text: str) -> str:
     # A source must not be able to close its own delimiter and pose as prompt text.
     return re.sub(r"<(/?)source\b", r"<\1source_", text, flags=re.IGNORECASE)
@@ -93,16 +80,11 @@ def _escape_attribute(value: str) -> str:
     return value.replace("&", "&amp;").replace('"', "&quot;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def format_source(number: int, chunk: Any, text: str | None = None) -> str:
+def format_source(number: int, chunk: Source, text: str | None = None) -> str:
     """One numbered, delimited source block: `<source id="n" document="...">text</source>`."""
-    body = _escape_delimiters(chunk_text(chunk) if text is None else text).strip("\n")
-    document = _escape_attribute(chunk_document_id(chunk))
+    body = _escape_delimiters(chunk.text if text is None else text).strip("\n")
+    document = _escape_attribute(chunk.document_id or "unknown")
     return f'<source id="{number}" document="{document}">\n{body}\n</source>'
-
-
-def format_sources(chunks: Sequence[Any]) -> str:
-    """All chunks as numbered source blocks, [1] first, separated by blank lines."""
-    return "\n\n".join(format_source(number, chunk) for number, chunk in enumerate(chunks, start=1))
 
 
 def budget_note(dropped: int) -> str:
@@ -112,7 +94,7 @@ def budget_note(dropped: int) -> str:
 
 
 def _grounded_messages(
-    question: str, chunks: Sequence[Any], system: str | None, dropped: int, last_text: str | None
+    question: str, chunks: Sequence[Source], system: str | None, dropped: int, last_text: str | None
 ) -> list[Message]:
     blocks = [format_source(n, chunk) for n, chunk in enumerate(chunks, start=1)]
     if last_text is not None and chunks:
@@ -129,9 +111,9 @@ def _grounded_messages(
 
 
 def _original_messages(
-    question: str, chunks: Sequence[Any], system: str | None, dropped: int, last_text: str | None
+    question: str, chunks: Sequence[Source], system: str | None, dropped: int, last_text: str | None
 ) -> list[Message]:
-    texts = [chunk_text(chunk) for chunk in chunks]
+    texts = [chunk.text for chunk in chunks]
     if last_text is not None and texts:
         texts[-1] = last_text
     messages = [
@@ -149,7 +131,7 @@ def messages_length(messages: Sequence[Message], length: LengthFn = len) -> int:
 
 def build_prompt(
     question: str,
-    chunks: Sequence[Any],
+    chunks: Sequence[Source],
     system: str | None = None,
     *,
     style: str = "grounded",
@@ -159,7 +141,8 @@ def build_prompt(
     """Build the messages for `question` from `chunks` (best first), within `budget`.
 
     `budget` counts every message's content with `length`: characters by default; pass a token
-    counter (see `token_length`) to budget in tokens, or `budget=None` for no limit. Over budget,
+    counter (`lambda text: len(tokenizer.encode(text))`) to budget in tokens, or `budget=None` for
+    no limit. Over budget,
     the lowest-ranked chunks are left out first and the prompt says so; if even the best chunk
     alone does not fit, its text is shortened. Source [n] is always `chunks[n-1]`.
     """
@@ -167,8 +150,11 @@ def build_prompt(
         raise ValueError(f"Unknown prompt style {style!r}; use one of {', '.join(STYLES)}.")
     if not isinstance(question, str) or not question.strip():
         raise ValueError("The question is empty; pass the text of the question to answer.")
-    if isinstance(chunks, str):
-        raise TypeError("chunks must be a list of retrieved chunks (or texts), not a single string.")
+    if isinstance(chunks, str) or not all(isinstance(chunk, (RetrievedChunk, Chunk)) for chunk in chunks):
+        raise TypeError(
+            "chunks must be a list of retrieved chunks (RetrievedChunk, as `retrieve` returns them, "
+            "or Chunk), not texts."
+        )
     make = _grounded_messages if style == "grounded" else _original_messages
     kept = list(chunks)
 
@@ -184,7 +170,7 @@ def build_prompt(
         count -= 1
     truncated = False
     if count == 1 and not fits(1):
-        text = chunk_text(kept[0])
+        text = kept[0].text
         # Longest prefix of the best chunk that still fits (binary search on characters).
         low, high = 0, len(text)
         while low < high:
@@ -217,7 +203,7 @@ def build_prompt(
 
 def build_messages(
     question: str,
-    chunks: Sequence[Any],
+    chunks: Sequence[Source],
     system: str | None = None,
     *,
     style: str = "grounded",
@@ -226,11 +212,6 @@ def build_messages(
 ) -> list[Message]:
     """Chat messages for `question` grounded in `chunks`; see `build_prompt` for the options."""
     return build_prompt(question, chunks, system, style=style, budget=budget, length=length).messages
-
-
-def token_length(tokenizer: Any) -> LengthFn:
-    """A `length` function that counts tokens with a Hugging Face tokenizer (for token budgets)."""
-    return lambda text: len(tokenizer.encode(text, add_special_tokens=False))
 
 
 # [1], [1][3], [1, 3], [1-3], [Source 2]: a bracket holding numbers, ranges and optional "source" words.

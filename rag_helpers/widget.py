@@ -23,9 +23,9 @@ from typing import Any
 
 from .config import Settings
 from .documents import Document
-from .generation import LLM, Answer, LLMError, Source, choose_backend, get_llm
-from .pipeline import GATE_BACKEND, stream_answer
-from .offline import NO_SOURCES_TEXT, NOT_FOUND_TEXT
+from .extractive import NO_SOURCES_TEXT, NOT_FOUND_TEXT
+from .generation import Answer, LLMError, Source, choose_backend
+from .pipeline import GATE_BACKEND, Answerer, get_answerer, stream_answer
 from .prompts import CITATION_PATTERN, DEFAULT_BUDGET, NO_ANSWER
 
 BACKEND_LABELS = {
@@ -233,7 +233,7 @@ class QAApp:
         k: int = 5,
         max_k: int = 10,
         budget: int | None = DEFAULT_BUDGET,
-        llm_factory: Callable[[str], LLM] | None = None,
+        llm_factory: Callable[[str], Answerer] | None = None,
         retriever_factory: Callable[[str], Callable[[str, int], Sequence[Any]]] | None = None,
     ) -> None:
         import ipywidgets as widgets
@@ -247,7 +247,7 @@ class QAApp:
         self.budget = budget
         self._llm_factory = llm_factory
         self._retriever_factory = retriever_factory
-        self._llms: dict[str, LLM] = {}
+        self._llms: dict[str, Answerer] = {}
         self._retrievers: dict[str, Callable[[str, int], Sequence[Any]]] = {}
 
         names, default = available_retrievers()
@@ -326,13 +326,13 @@ class QAApp:
                 self._retrievers[name] = make_retriever(name, self.collection, self.model)
         return self._retrievers[name]
 
-    def get_llm(self, backend: str) -> LLM:
-        """The LLM backend called `backend`, created on first use."""
+    def get_llm(self, backend: str) -> Answerer:
+        """The answerer (LLM backend, or the extractive one) called `backend`, created on first use."""
         if backend not in self._llms:
             if self._llm_factory is not None:
                 self._llms[backend] = self._llm_factory(backend)
             else:
-                self._llms[backend] = get_llm(self.settings, backend=backend, embedding_model=self.model)
+                self._llms[backend] = get_answerer(self.settings, backend=backend, embedding_model=self.model)
         return self._llms[backend]
 
     # -- asking --

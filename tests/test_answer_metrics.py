@@ -299,11 +299,11 @@ def index(tmp_path_factory, model):
 @pytest.mark.slow
 def test_gate_refuses_an_off_topic_question(index, model):
     from rag_helpers.config import DEFAULT_MIN_SCORE
-    from rag_helpers.generation import OfflineLLM
+    from rag_helpers.extractive import ExtractiveAnswerer
     from rag_helpers.pipeline import GATE_BACKEND, REFUSAL_TEXT, answer_question, retrieval_confidence
 
     collection, _, _ = index
-    llm = OfflineLLM(model)
+    llm = ExtractiveAnswerer(model)
     assert retrieval_confidence(OFF_TOPIC, collection) < DEFAULT_MIN_SCORE
     refused = answer_question(OFF_TOPIC, collection, model, llm, k=2, min_score=DEFAULT_MIN_SCORE)
     assert refused.text == REFUSAL_TEXT and refused.backend == GATE_BACKEND
@@ -319,12 +319,12 @@ def test_gate_refuses_an_off_topic_question(index, model):
 
 @pytest.mark.slow
 def test_gate_in_stream_and_without_collection(index, model):
-    from rag_helpers.generation import OfflineLLM
+    from rag_helpers.extractive import ExtractiveAnswerer
     from rag_helpers.pipeline import REFUSAL_TEXT, answer_question, stream_answer
     from rag_helpers.dense import dense_retriever
 
     collection, _, _ = index
-    llm = OfflineLLM(model)
+    llm = ExtractiveAnswerer(model)
     stream = stream_answer(OFF_TOPIC, collection, model, llm, k=2, min_score=0.3)
     assert "".join(stream) == REFUSAL_TEXT and stream.answer.text == REFUSAL_TEXT
     # a retriever that knows its collection is gated too; a bare function cannot be with an explicit threshold

@@ -9,7 +9,7 @@ from llm_server import MODEL, Reply, completion
 
 from rag_helpers import cli
 from rag_helpers.config import Settings
-from rag_helpers.offline import EXTRACTED_LABEL
+from rag_helpers.extractive import EXTRACTED_LABEL
 
 DOCS = {
     "policies/travel.md": "# Travel policy\n\nThe nightly hotel cap is €165, and £185 in London. "

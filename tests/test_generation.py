@@ -24,7 +24,7 @@ from rag_helpers.generation import (
     LLMTimeoutError,
     OpenAICompatibleLLM,
     choose_backend,
-    get_llm,
+    cite,
 )
 from rag_helpers.prompts import build_prompt
 from rag_helpers.store import RetrievedChunk
@@ -82,7 +82,7 @@ def test_reply_is_parsed_and_citations_resolve_to_chunks(server):
     server.script = [
         Reply(body=completion("The 2024 cap in London is £185 [1]; it was £150 in 2023 [2].", usage))
     ]
-    answer = openai_llm(server).generate(PROMPT.messages, chunks=PROMPT.chunks)
+    answer = cite(openai_llm(server).generate(PROMPT.messages), PROMPT.chunks)
 
     assert isinstance(answer, Answer)
     assert answer.text == "The 2024 cap in London is £185 [1]; it was £150 in 2023 [2]."
@@ -119,9 +119,8 @@ def test_reply_is_parsed_and_citations_resolve_to_chunks(server):
 def test_hugging_face_backend_sends_its_token_and_parameters(server):
     server.script = [Reply(body=completion("Out of range [9] is ignored, [3] is kept."))]
     llm = hf_llm(server)
-    answer = llm.generate(
-        PROMPT.messages, chunks=PROMPT.chunks, temperature=0.1, max_tokens=64, seed=7, stop=["\n\n"]
-    )
+    reply = llm.generate(PROMPT.messages, temperature=0.1, max_tokens=64, seed=7, stop=["\n\n"])
+    answer = cite(reply, PROMPT.chunks)
 
     assert answer.backend == "hf" and answer.cited_ids == [CHUNKS[2].id]
     assert answer.usage is None  # the reply had no usage block
@@ -142,11 +141,12 @@ def test_openai_backend_sends_the_configured_key(server):
 def test_streamed_reply_yields_pieces_then_a_full_answer(server):
     usage = {"prompt_tokens": 300, "completion_tokens": 9, "total_tokens": 309}
     server.script = [Reply(pieces=["The 2024 ", "London cap ", "is £185 [1]", "."], usage=usage)]
-    stream = hf_llm(server).stream(PROMPT.messages, chunks=PROMPT.chunks)
+    stream = hf_llm(server).stream(PROMPT.messages)
 
     pieces = list(stream)
     assert pieces == ["The 2024 ", "London cap ", "is £185 [1]", "."]
-    answer = stream.answer
+    assert stream.answer.sources == ()  # the backend gets no chunks: `cite` resolves its citations
+    answer = cite(stream.answer, PROMPT.chunks)
     assert answer.text == "The 2024 London cap is £185 [1]."
     assert answer.cited_ids == [CHUNKS[0].id]
     assert answer.finish_reason == "stop"
@@ -186,7 +186,7 @@ def test_401_on_a_keyless_openai_server_asks_for_llm_api_key(server):
 
 def test_429_then_success_is_retried(server):
     server.script = [Reply(status=429, headers={"retry-after": "0"}), Reply(body=completion("Fine now [1]."))]
-    answer = hf_llm(server).generate(PROMPT.messages, chunks=PROMPT.chunks)
+    answer = cite(hf_llm(server).generate(PROMPT.messages), PROMPT.chunks)
     assert answer.text == "Fine now [1]."
     assert len(server.requests) == 2
     assert server.requests[0].json == server.requests[1].json
@@ -210,15 +210,15 @@ def test_500_is_retried_then_reported(server):
 
 def test_503_then_success_in_a_stream(server):
     server.script = [Reply(status=503), Reply(pieces=["ok [2]"])]
-    stream = openai_llm(server).stream(PROMPT.messages, chunks=PROMPT.chunks)
+    stream = openai_llm(server).stream(PROMPT.messages)
     assert "".join(stream) == "ok [2]"
-    assert stream.answer.cited_ids == [CHUNKS[1].id]
+    assert cite(stream.answer, PROMPT.chunks).cited_ids == [CHUNKS[1].id]
     assert len(server.requests) == 2
 
 
 def test_an_error_in_the_middle_of_a_stream_is_a_server_error(server):
     server.script = [Reply(pieces=["The cap ", "is"], stream_error="CUDA out of memory")]
-    stream = hf_llm(server).stream(PROMPT.messages, chunks=PROMPT.chunks)
+    stream = hf_llm(server).stream(PROMPT.messages)
     received = []
     with pytest.raises(LLMServerError, match="CUDA out of memory"):
         for piece in stream:
@@ -309,22 +309,3 @@ def test_backend_argument_wins_over_settings():
     assert choose_backend(Settings.from_mapping({"HF_TOKEN": TOKEN}), "offline") == "offline"
     with pytest.raises(ValueError, match="Unknown LLM backend"):
         choose_backend(Settings.from_mapping({}), "gpt")
-
-
-def test_get_llm_builds_the_chosen_backend_without_showing_the_token():
-    llm = get_llm(Settings.from_mapping({"HF_TOKEN": TOKEN}))
-    assert isinstance(llm, HuggingFaceLLM) and llm.model == "Qwen/Qwen2.5-72B-Instruct"
-    assert TOKEN not in repr(llm)
-    custom = get_llm(
-        Settings.from_mapping({"LLM_BASE_URL": "http://127.0.0.1:8080/v1", "LLM_MODEL": "llama3"})
-    )
-    assert isinstance(custom, OpenAICompatibleLLM) and custom.model == "llama3"
-    assert custom.base_url == "http://127.0.0.1:8080/v1"
-    assert get_llm(Settings.from_mapping({"HF_TOKEN": TOKEN}), model="other/model").model == "other/model"
-
-
-def test_get_llm_explains_missing_configuration():
-    with pytest.raises(LLMAuthError, match="HF_TOKEN"):
-        get_llm(Settings.from_mapping({}), "hf")
-    with pytest.raises(ValueError, match="LLM_BASE_URL"):
-        get_llm(Settings.from_mapping({}), "openai")

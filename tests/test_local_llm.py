@@ -23,7 +23,8 @@ import pytest
 
 from rag_helpers import cli, store
 from rag_helpers.config import Settings
-from rag_helpers.generation import get_llm
+from rag_helpers.generation import cite
+from rag_helpers.pipeline import get_llm
 from rag_helpers.local_llm import (
     LOCAL_MODEL_NAME,
     LocalLLM,
@@ -251,11 +252,11 @@ def test_local_backend_streams_and_resolves_citations(db, model, capsys, monkeyp
         k=2,
     )
     messages = build_messages(QUESTION, chunks)
-    whole = llm.generate(messages, chunks=chunks, **GREEDY)
-    stream = llm.stream(messages, chunks=chunks, **GREEDY)
+    whole = llm.generate(messages, **GREEDY)
+    stream = llm.stream(messages, **GREEDY)
     pieces = list(stream)
     assert len(pieces) > 1, "the answer came in one piece, not streamed"
-    streamed = stream.answer
+    streamed = cite(stream.answer, chunks)
     assert streamed.text == whole.text == "".join(pieces).strip()
     assert streamed.backend == "local" and streamed.model == LOCAL_MODEL_NAME and not streamed.extractive
     assert streamed.usage.completion_tokens <= GREEDY["max_tokens"]

@@ -15,8 +15,9 @@ from rag_helpers import indexes
 from rag_helpers.config import SAMPLE_CORPUS_DIR, SAMPLE_QUESTIONS_PATH, Settings
 from rag_helpers.documents import load_documents
 from rag_helpers.embeddings import EmbeddingCache
-from rag_helpers.generation import Answer, OfflineLLM
-from rag_helpers.offline import EXTRACTED_LABEL
+from rag_helpers.extractive import ExtractiveAnswerer
+from rag_helpers.generation import Answer
+from rag_helpers.extractive import EXTRACTED_LABEL
 from rag_helpers.pipeline import answer_question
 from rag_helpers.questions import load_questions
 
@@ -49,7 +50,7 @@ def documents():
 
 @pytest.fixture(scope="module")
 def llm(model):
-    return OfflineLLM(model, cache=EmbeddingCache())
+    return ExtractiveAnswerer(model, cache=EmbeddingCache())
 
 
 # Characters an extract may leave out of the evidence: whitespace, markdown marks, a list number.

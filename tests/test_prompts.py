@@ -84,9 +84,11 @@ def test_custom_system_prompt_replaces_the_default():
     assert messages[0] == {"role": "system", "content": "Answer in French."}
 
 
-def test_plain_strings_work_as_chunks():
-    text = user_text(build_messages("Q?", ["first text", "second text"]))
-    assert '<source id="2" document="unknown">\nsecond text\n</source>' in text
+def test_texts_are_refused_with_a_clear_error():
+    with pytest.raises(TypeError, match="retrieved chunks"):
+        build_messages("Q?", ["first text", "second text"])
+    with pytest.raises(TypeError, match="not texts"):
+        build_messages("Q?", "one long text")
 
 
 def test_original_style_is_the_tutorials_single_user_message():

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rag_helpers.generation import Answer, OfflineLLM
+from rag_helpers.extractive import ExtractiveAnswerer
+from rag_helpers.generation import Answer
 from rag_helpers.indexes import BM25Index, tokenize
 from rag_helpers.query_expansion import (
     HyDERetriever,
@@ -109,4 +110,4 @@ def test_llm_techniques_need_a_language_model(model):
     with pytest.raises(LanguageModelRequiredError, match="needs a language model"):
         multi_query("q", None)
     with pytest.raises(LanguageModelRequiredError, match="offline backend"):
-        hypothetical_document("q", OfflineLLM(model))
+        hypothetical_document("q", ExtractiveAnswerer(model))

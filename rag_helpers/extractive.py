@@ -1,4 +1,4 @@
-"""The offline answerer: no language model, just the retrieved sentences closest to the question.
+"""The extractive answerer: no language model, just the retrieved sentences closest to the question.
 
 It splits each retrieved chunk into sentences (list items and table rows count as sentences),
 keeping their character offsets, embeds the question and every sentence in one batch with the
@@ -6,7 +6,8 @@ embedding model already used for retrieval, and returns the best two or three se
 [n] citations, clearly labelled as extracted rather than generated. It is deterministic, and it
 says so when no sentence is close enough to the question. It cannot tell reliably when the
 sources do not hold the answer at all: it then quotes the closest sentences, which the label
-presents as extracts, not as a verified answer.
+presents as extracts, not as a verified answer. It is the "offline" backend: `pipeline` calls it
+instead of a language model when no LLM is configured.
 """
 
 from __future__ import annotations
@@ -16,12 +17,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from .base import RetrievedChunk
 from .chunking import split_blocks, split_sentences
 from .chunking import LIST_MARKER as _LIST_MARKER
 from .chunking import TABLE_SEPARATOR as _TABLE_SEPARATOR
 from .chunking import is_heading as _is_heading
 from .embeddings import EmbeddingCache, embed, embed_cached
-from .prompts import chunk_document_id, chunk_text
+from .generation import Answer, AnswerStream, make_answer
 
 EXTRACTED_LABEL = "Extracted from the sources (no language model configured):"
 NOT_FOUND_TEXT = (
@@ -29,6 +31,7 @@ NOT_FOUND_TEXT = (
     "chunks is close enough to it."
 )
 NO_SOURCES_TEXT = "No sources were retrieved, so there is nothing to extract an answer from."
+
 
 @dataclass(frozen=True)
 class Sentence:
@@ -42,6 +45,7 @@ class Sentence:
     partial_start: bool = False  # cut by the chunk boundary
     partial_end: bool = False
     lead: int | None = None  # index (in the chunk's sentence list) of the lead-in it follows, if any
+    header: tuple[str, ...] = ()  # a table row's column names, when its header row is in the chunk
 
     @property
     def is_lead(self) -> bool:
@@ -55,30 +59,63 @@ class Sentence:
         )
 
 
+def _is_table_row(line: str) -> bool:
+    """A markdown table row: "| a | b |", or one the chunk boundary cut before its first pipe ("b | c |")."""
+    return line.startswith("|") or (line.endswith("|") and "\n" not in line)
+
+
+def table_cells(row: str) -> tuple[str, ...]:
+    """The cells of a markdown table row, stripped; empty cells kept so columns stay aligned."""
+    return tuple(cell.strip() for cell in row.strip().strip("|").split("|"))
+
+
+def table_row_text(cells: Sequence[str], header: Sequence[str] = ()) -> str:
+    """A table row as prose: "London: £185", or "Maple Ridge — Country: Canada; Live since: March 2024".
+
+    The first cell names the row; with the column names known (and as many as the cells, more than
+    two), every other cell says which column it is; otherwise the cells follow, separated by semicolons.
+    """
+    named = len(header) == len(cells) and len(cells) > 2
+    rest = [
+        f"{name}: {cell}" if named and name else cell
+        for name, cell in zip(header[1:] if named else [""] * len(cells), cells[1:], strict=False)
+        if cell
+    ]
+    first = cells[0] if cells else ""
+    if not first:
+        return "; ".join(rest)
+    if not rest:
+        return first
+    return f"{first} — {'; '.join(rest)}" if named else f"{first}: {'; '.join(rest)}"
+
+
 def _raw_sentences(text: str) -> list[Sentence]:
     sentences: list[Sentence] = []
     heading, table_header = "", ""
+    header: tuple[str, ...] = ()
     blocks = split_blocks(text)
     for number, (start, end) in enumerate(blocks):
         block = text[start:end]
         stripped = block.strip()
         if _TABLE_SEPARATOR.match(block):
             continue
-        if stripped.startswith("|"):
-            cells = " | ".join(cell.strip() for cell in stripped.strip("|").split("|") if cell.strip())
+        if _is_table_row(stripped):
+            cells = table_cells(stripped)
             following = (
                 text[blocks[number + 1][0] : blocks[number + 1][1]] if number + 1 < len(blocks) else ""
             )
             if _TABLE_SEPARATOR.match(following):
                 # The row above |---| names the columns: context for the rows below, not an answer itself.
-                table_header = cells
+                header = cells
+                table_header = " | ".join(cell for cell in cells if cell)
                 sentences.append(Sentence(block, start, end, "table_header", heading))
             else:
                 context = (
                     f"{heading}: {table_header}" if heading and table_header else heading or table_header
                 )
-                sentences.append(Sentence(block, start, end, "table", context))
+                sentences.append(Sentence(block, start, end, "table", context, header=header))
             continue
+        header = ()
         table_header = ""
         if _is_heading(block):
             heading = re.sub(r"^[#\s]+", "", stripped)
@@ -172,29 +209,17 @@ class ExtractiveAnswer:
     highlights: dict[int, list[tuple[int, int]]] = field(default_factory=dict)
 
 
-def _chunk_start(chunk: Any) -> int | None:
-    if isinstance(chunk, str):
-        return None
-    value = getattr(chunk, "start", None)
-    if value is None:
-        value = (getattr(chunk, "metadata", None) or {}).get("start")
+def _chunk_start(chunk: RetrievedChunk) -> int | None:
+    """The chunk's start in its document, or None when the hit does not carry its offsets."""
+    value = chunk.metadata.get("start")
     return None if value is None else int(value)
-
-
-def _chunk_relevance(chunks: Sequence[Any], number: int) -> float:
-    """The chunk's retrieval score (cosine) when it has one, else a rank-based stand-in."""
-    score = None if isinstance(chunks[number - 1], str) else getattr(chunks[number - 1], "score", None)
-    if isinstance(score, (int, float)):
-        return float(score)
-    return 1.0 - (number - 1) / max(len(chunks), 1)
 
 
 def _display(sentence: Sentence) -> str:
     text = " ".join(sentence.text.split())
     if sentence.kind == "table":
         # A table row reads as "London: £185", not "| London | £185 |".
-        cells = [cell.strip() for cell in text.strip().strip("|").split("|") if cell.strip()]
-        text = f"{cells[0]}: {', '.join(cells[1:])}" if len(cells) > 1 else " ".join(cells)
+        text = table_row_text(table_cells(text), sentence.header)
     if sentence.partial_start:
         text = "…" + text
     if sentence.partial_end:
@@ -237,7 +262,10 @@ class ExtractiveAnswerer:
     repeats (the same sentence in two versions of a document) quoted once, in source order; below
     `min_similarity` it reports that nothing matched. The defaults were tuned on the sample corpus
     and its question set; `cache` (an `EmbeddingCache`) reuses sentence vectors across questions.
+    `reply` and `stream` give the same `generation.Answer` a language-model backend gives.
     """
+
+    backend = "offline"
 
     def __init__(
         self,
@@ -259,7 +287,7 @@ class ExtractiveAnswerer:
             raise ValueError(f"max_sentences must be at least 1, got {max_sentences}")
         if not 0.0 <= chunk_weight <= 1.0:
             raise ValueError(f"chunk_weight must be between 0 and 1, got {chunk_weight}")
-        self.model = model
+        self.embedding_model = model
         self.max_sentences = max_sentences
         self.min_similarity = min_similarity
         self.margin = margin
@@ -271,6 +299,23 @@ class ExtractiveAnswerer:
         self.context = context
         self.batch_size = batch_size
         self.cache = cache  # reuse sentence vectors across questions (chunks come back often)
+        # Named like a language-model backend's `model`, for the answer's "(offline: ...)" line.
+        self.model = f"extractive ({getattr(model, 'rag_name', type(model).__name__)})"
+
+    def __repr__(self) -> str:
+        return f"ExtractiveAnswerer(model={self.model!r})"
+
+    def reply(self, question: str, chunks: Sequence[RetrievedChunk]) -> Answer:
+        """The extracted answer as an `Answer`, its [n] citations resolved and spans highlighted."""
+        extract = self.answer(question, chunks)
+        return make_answer(
+            extract.text, chunks, self.backend, self.model, extractive=True, highlights=extract.highlights
+        )
+
+    def stream(self, question: str, chunks: Sequence[RetrievedChunk]) -> AnswerStream:
+        """The extracted answer one line at a time (the same text as `reply`)."""
+        answer = self.reply(question, chunks)
+        return AnswerStream(answer.text.splitlines(keepends=True), lambda _text: answer)
 
     def _embedding_text(self, sentence: Sentence, document: str = "") -> str:
         """What gets embedded for a sentence: with `context`, prefixed by its document's name and heading."""
@@ -287,12 +332,12 @@ class ExtractiveAnswerer:
         prefix = " - ".join(part for part in (title, sentence.context) if part)
         return f"{prefix}: {text}" if prefix else text
 
-    def score(self, question: str, chunks: Sequence[Any]) -> list[Extract]:
+    def score(self, question: str, chunks: Sequence[RetrievedChunk]) -> list[Extract]:
         """Every sentence that could be quoted, scored against the question, best first."""
         per_chunk = []
         for number, chunk in enumerate(chunks, start=1):
             start = _chunk_start(chunk)
-            per_chunk.append((number, start, chunk_sentences(chunk_text(chunk), starts_document=start == 0)))
+            per_chunk.append((number, start, chunk_sentences(chunk.text, starts_document=start == 0)))
         keys = [
             (n, i)
             for n, _, sentences in per_chunk
@@ -302,12 +347,14 @@ class ExtractiveAnswerer:
         if not keys:
             return []
         by_key = {(n, i): s for n, _, sentences in per_chunk for i, s in enumerate(sentences)}
-        documents = {n: chunk_document_id(chunk) for n, chunk in enumerate(chunks, start=1)}
+        documents = {n: chunk.document_id or "unknown" for n, chunk in enumerate(chunks, start=1)}
         texts = [question] + [self._embedding_text(by_key[key], documents[key[0]]) for key in keys]
         if self.cache is not None:
-            vectors = embed_cached(texts, self.model, self.cache, batch_size=self.batch_size, progress=False)
+            vectors = embed_cached(
+                texts, self.embedding_model, self.cache, batch_size=self.batch_size, progress=False
+            )
         else:
-            vectors = embed(texts, self.model, batch_size=self.batch_size, progress=False)
+            vectors = embed(texts, self.embedding_model, batch_size=self.batch_size, progress=False)
         similarity = dict(zip(keys, (vectors[1:] @ vectors[0]).tolist(), strict=True))
         numeric = bool(NUMERIC_QUESTION.search(question))
         keywords = distinctive_tokens(question)
@@ -330,7 +377,7 @@ class ExtractiveAnswerer:
             )
             lead = by_key[(number, sentence.lead)] if sentence.lead is not None else None
             value = max(own, inherited)
-            score = (1 - self.chunk_weight) * value + self.chunk_weight * _chunk_relevance(chunks, number)
+            score = (1 - self.chunk_weight) * value + self.chunk_weight * chunks[number - 1].score
             if numeric and re.search(r"\d", sentence.text):
                 score += self.number_bonus
             if sentence.partial_start or sentence.partial_end:
@@ -377,7 +424,7 @@ class ExtractiveAnswerer:
             picked.append(extract)
         return sorted(picked, key=lambda e: (e.number, e.sentence.start))
 
-    def answer(self, question: str, chunks: Sequence[Any]) -> ExtractiveAnswer:
+    def answer(self, question: str, chunks: Sequence[RetrievedChunk]) -> ExtractiveAnswer:
         """The extracted answer to `question` from `chunks` (best first)."""
         if not chunks:
             return ExtractiveAnswer(f"{EXTRACTED_LABEL}\n{NO_SOURCES_TEXT}", found=False)
@@ -408,3 +455,4 @@ def _chunk_start_of(extract: Extract) -> int | None:
     if extract.document_start is None:
         return None
     return extract.document_start - extract.sentence.start
+

@@ -1,4 +1,4 @@
-"""The offline extractive answerer: sentence splitting with offsets, and answers from hand-made chunks."""
+"""The extractive answerer (the offline backend): sentences with offsets, answers from hand-made chunks."""
 
 from __future__ import annotations
 
@@ -6,17 +6,17 @@ import pytest
 
 from rag_helpers.chunking import CharacterSplitter, chunk_documents
 from rag_helpers.documents import Document
-from rag_helpers.generation import OfflineLLM
-from rag_helpers.offline import (
+from rag_helpers.extractive import (
     EXTRACTED_LABEL,
     NO_SOURCES_TEXT,
     NOT_FOUND_TEXT,
     ExtractiveAnswerer,
     chunk_sentences,
     split_blocks,
+    table_row_text,
 )
 from rag_helpers.pipeline import answer_question, stream_answer
-from rag_helpers.prompts import build_messages, build_prompt, messages_length
+from rag_helpers.prompts import build_prompt, messages_length
 from rag_helpers.store import RetrievedChunk
 
 POLICY_2024 = """# Travel Policy 2024
@@ -182,6 +182,48 @@ def test_a_table_row_is_quoted_with_its_lead_in(answerer):
     assert "The **nightly cap** for a standard room is:" in spans and "| London | £185 |" in spans
 
 
+REFERENCES = """## Reference customers
+
+| Customer | Country | Products | Live since |
+|---|---|---|---|
+| Nordhavn Cold Storage | Denmark | Lantern S3, Driftwood 5.1 | 2020 |
+| Maple Ridge Pharmacy | Canada | Lantern S3, Tidewatch | March 2024 |
+| Vistula Freight | Poland | Driftwood 5.1 Enterprise | August 2024 |
+"""
+
+
+def test_table_rows_read_as_text_with_their_column_names():
+    assert table_row_text(("London", "£185")) == "London: £185"
+    header = ("Customer", "Country", "Live since")
+    named = "Vistula — Country: Poland; Live since: 2024"
+    assert table_row_text(("Vistula", "Poland", "2024"), header) == named
+    assert table_row_text(("Vistula", "", "2024"), header) == "Vistula — Live since: 2024"  # empty cell left out
+    assert table_row_text(("Vistula", "Poland", "2024")) == "Vistula: Poland; 2024"  # header unknown
+    rows = [s for s in chunk_sentences(REFERENCES, starts_document=True) if s.kind == "table"]
+    assert rows[1].header == ("Customer", "Country", "Products", "Live since")
+
+
+def test_a_row_the_chunk_boundary_cut_is_still_a_table_row():
+    """Issue 15: a chunk that starts inside a row used to quote it as "Ridge Pharmacy | Canada | ... |"."""
+    start = REFERENCES.index("Ridge Pharmacy |")
+    sentences = chunk_sentences(REFERENCES[start:])
+    assert [s.kind for s in sentences] == ["table", "table"]
+    assert "|" not in "".join(s.text for s in sentences if s.kind != "table")
+
+
+def test_a_quoted_table_row_never_shows_markdown_pipes(answerer):
+    start = REFERENCES.index("Ridge Pharmacy |")
+    end = len(REFERENCES)
+    metadata = {"document_id": "customers/references.md", "chunk_index": 1, "start": start, "end": end}
+    cut = RetrievedChunk("customers/references.md_1", REFERENCES[start:], 0.4, 0.8, metadata)
+    whole = RetrievedChunk("customers/references.md_0", REFERENCES, 0.4, 0.8, {**metadata, "start": 0})
+    cut_answer = answerer.answer("Which products does Maple Ridge Pharmacy use?", [cut])
+    assert "Ridge Pharmacy: Canada; Lantern S3, Tidewatch; March 2024" in cut_answer.text
+    assert "|" not in cut_answer.text
+    whole_answer = answerer.answer("When did Vistula Freight go live?", [whole])
+    assert "Live since: August 2024" in whole_answer.text and "|" not in whole_answer.text
+
+
 def test_the_higher_ranked_of_two_near_identical_policies_wins(answerer):
     chunks_2024, chunks_2023 = retrieved([DOC_2024]), retrieved([DOC_2023])
     # The 2024 policy ranks first, as retrieval would put it for a question about 2024.
@@ -221,11 +263,9 @@ def test_bad_settings_are_rejected(model):
 # --- The offline backend and the pipeline -----------------------------------------------------------
 
 
-def test_offline_llm_returns_a_labelled_answer_with_resolved_sources(model):
-    llm = OfflineLLM(model)
+def test_reply_is_a_labelled_answer_with_resolved_sources(model):
     chunks = retrieved([DOC_2024, DOC_HANDBOOK])
-    question = "How soon must lost laptops be reported?"
-    answer = llm.generate(build_messages(question, chunks), chunks=chunks, question=question)
+    answer = ExtractiveAnswerer(model).reply("How soon must lost laptops be reported?", chunks)
     assert answer.backend == "offline" and answer.extractive
     assert answer.text.startswith(EXTRACTED_LABEL) and "24 hours" in answer.text
     assert answer.sources and all(source.highlights for source in answer.sources)
@@ -234,14 +274,9 @@ def test_offline_llm_returns_a_labelled_answer_with_resolved_sources(model):
     assert "extractive" in answer.model
 
 
-def test_offline_llm_needs_the_chunks(model):
-    with pytest.raises(ValueError, match="chunks"):
-        OfflineLLM(model).generate([{"role": "user", "content": "Q?"}])
-
-
 def test_offline_stream_gives_the_same_text_line_by_line(model):
     chunks = retrieved([DOC_2024])
-    stream = OfflineLLM(model).stream([], chunks=chunks, question="What is the London hotel cap?")
+    stream = ExtractiveAnswerer(model).stream("What is the London hotel cap?", chunks)
     pieces = list(stream)
     assert len(pieces) >= 2 and "".join(pieces) == stream.answer.text
 
@@ -255,7 +290,11 @@ def test_answer_question_with_a_retriever_and_the_offline_backend(model):
         return chunks[:k]
 
     answer = answer_question(
-        "What is the per diem for meals?", model=model, llm=OfflineLLM(model), k=2, retriever=retriever
+        "What is the per diem for meals?",
+        model=model,
+        llm=ExtractiveAnswerer(model),
+        k=2,
+        retriever=retriever,
     )
     assert seen == [("What is the per diem for meals?", 2)]
     assert "€52" in answer.text and answer.notes == ()
@@ -273,7 +312,7 @@ def test_answer_question_reports_chunks_left_out_for_the_budget(model):
     question = "What is the per diem for meals?"
     answer = answer_question(
         question,
-        llm=OfflineLLM(model),
+        llm=ExtractiveAnswerer(model),
         k=6,
         retriever=lambda q, k: chunks[:k],
         budget=small_budget(question, chunks, 3),
@@ -290,7 +329,7 @@ def test_stream_answer_carries_the_budget_note(model):
     question = "What is the per diem for meals?"
     stream = stream_answer(
         question,
-        llm=OfflineLLM(model),
+        llm=ExtractiveAnswerer(model),
         k=6,
         retriever=lambda q, k: chunks[:k],
         budget=small_budget(question, chunks, 3),

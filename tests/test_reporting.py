@@ -1,4 +1,4 @@
-"""The retriever leaderboard on a tiny collection: rows, order, and the printed table."""
+"""Reporting: the one table helper, the retriever leaderboard on a tiny collection, the plots."""
 
 from __future__ import annotations
 
@@ -6,15 +6,19 @@ import re
 
 from rag_helpers.chunking import chunk_documents
 from rag_helpers.documents import Document
-from rag_helpers.leaderboard import (
-    compare_retrievers,
+from rag_helpers.evaluation import compare_retrievers
+from rag_helpers.questions import Question
+from rag_helpers.reporting import (
+    Table,
     cpu_p50,
     latency_p50,
     leaderboard_rows,
     leaderboard_table,
+    metric_axis_label,
+    plot_answer_reports,
 )
-from rag_helpers.questions import Question
 from rag_helpers.indexes import update_indexes
+from rag_helpers.questions import Question
 from rag_helpers.store import get_client, get_collection, ingest
 
 TEXTS = {
@@ -39,7 +43,7 @@ def test_leaderboard_compares_retrievers(clean_settings, model):
     assert list(reports) == ["dense", "bm25"]
     assert reports["bm25"].name == "bm25" and len(reports["bm25"].results) == 4
     assert latency_p50(reports["dense"]) > 0
-    assert len(reports["dense"].cpu_ms) == 4 and cpu_p50(reports["dense"]) >= 0
+    assert all(r.cpu_ms is not None for r in reports["dense"].results) and cpu_p50(reports["dense"]) >= 0
 
     rows = leaderboard_rows(reports)
     assert {r["retriever"] for r in rows} == {"dense", "bm25"}
@@ -57,3 +61,32 @@ def test_leaderboard_compares_retrievers(clean_settings, model):
     markdown = leaderboard_table(reports, markdown=True).splitlines()
     assert markdown[0].startswith("| retriever | ev@1 | ev@5 |") and markdown[1].startswith("|---|")
     assert leaderboard_table({}) == "(no reports)"
+
+
+def test_table_aligns_text_escapes_html_and_writes_markdown():
+    table = Table("Title", ["name", "value"], [["a", "0.500"], ["<b>", "12.000"]], ["a note"])
+    assert table.text().splitlines() == [
+        "Title",
+        "name   value",
+        "----  ------",
+        "a      0.500",
+        "<b>   12.000",
+        "a note",
+    ]
+    assert str(table) == table.text()
+    assert "<td>&lt;b&gt;</td>" in table.html() and "<li>a note</li>" in table._repr_html_()
+    assert table.markdown().splitlines() == ["| name | value |", "|---|---|", "| a | 0.500 |", "| <b> | 12.000 |"]
+
+
+def test_the_y_axis_names_the_metric():
+    assert metric_axis_label(["doc_hit@5", "evidence_hit@5"]).startswith("hit rate")
+    assert metric_axis_label(["mrr@10"]).startswith("MRR@10")
+    mixed = metric_axis_label(["evidence_hit@5", "mrr@10", "ndcg@10"])
+    assert "MRR" in mixed and "nDCG" in mixed and "fraction of questions" not in mixed
+
+
+def test_plot_answer_reports_needs_reports():
+    import pytest
+
+    with pytest.raises(ValueError, match="no reports"):
+        plot_answer_reports({})
