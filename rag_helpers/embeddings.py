@@ -8,7 +8,7 @@ import hashlib
 import importlib.util
 import platform
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -95,13 +95,34 @@ def load_embedding_model(name: str | None = None, device: str = "auto", precisio
     return _load_cached(name, resolved_device, resolve_precision(precision, resolved_device))
 
 
+@contextlib.contextmanager
+def quiet_loading() -> Iterator[None]:
+    """Silence transformers' loading bars and notices ("Loading weights 0%") for the duration.
+
+    In a notebook those bars are widgets that are saved at 0% and never finish; they tell a
+    learner nothing about the course's own work.
+    """
+    from transformers.utils import logging
+
+    verbosity = logging.get_verbosity()
+    bars = logging.is_progress_bar_enabled()
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        logging.set_verbosity(verbosity)
+        if bars:
+            logging.enable_progress_bar()
+
+
 @functools.lru_cache(maxsize=8)
 def _load_cached(name: str, device: str, precision: str) -> Any:
-    import torch
     from sentence_transformers import SentenceTransformer
 
     local = packaged_model_dir(name)
-    model = SentenceTransformer(str(local) if local else name, device=device)
+    with quiet_loading():
+        model = SentenceTransformer(str(local) if local else name, device=device)
     model.eval()
     # Weights stay fp32; `embed` runs reduced precision under autocast, which keeps LayerNorm,
     # softmax and the final normalisation in fp32. Casting the whole model to bf16 instead was

@@ -6,8 +6,10 @@ Secrets are reported only as "set" or "not set"; paths inside the project are sh
 from __future__ import annotations
 
 import platform
+import tempfile
 from importlib import metadata
 from pathlib import Path
+
 from .config import PROJECT_ROOT, SAMPLE_CORPUS_DIR, Settings, safe_url
 from .documents import DEFAULT_PATTERNS
 
@@ -34,7 +36,7 @@ def package_version(name: str) -> str:
 
 
 def display_path(path: str | Path) -> str:
-    """A path for printing: relative to the project when inside it, with ~ for the home folder otherwise."""
+    """A path for printing: relative to the project when inside it, then a temporary folder, then ~ for home."""
     path = Path(path).expanduser()
     try:
         relative = path.resolve().relative_to(PROJECT_ROOT)
@@ -42,6 +44,10 @@ def display_path(path: str | Path) -> str:
         pass
     else:
         return relative.as_posix() or "."
+    # A temporary folder's random name means nothing to a reader and would differ in every saved output.
+    temporary = Path(tempfile.gettempdir()).resolve()
+    if path.resolve().is_relative_to(temporary) and path.resolve() != temporary:
+        return f"<temporary folder>/{path.name}"
     home = Path.home()
     if home != Path(home.anchor):
         try:

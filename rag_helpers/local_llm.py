@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import PROJECT_ROOT
+from .embeddings import quiet_loading
 from .generation import (
     DEFAULT_PARAMS,
     Answer,
@@ -88,25 +89,17 @@ def is_prepared(folder: Path) -> bool:
 
 @contextlib.contextmanager
 def quiet_transformers() -> Iterator[None]:
-    """Silence transformers' loading bars and notices for the duration."""
-    from transformers.utils import logging
-
+    """Silence transformers' loading bars and notices, the GGUF reader's bar included, for the duration."""
     from transformers import modeling_gguf_pytorch_utils as gguf_utils
 
-    verbosity = logging.get_verbosity()
-    bars = logging.is_progress_bar_enabled()
     gguf_tqdm = gguf_utils.tqdm
-    logging.set_verbosity_error()
-    logging.disable_progress_bar()
     # The GGUF reader's own tqdm bar ignores transformers' switch (and TQDM_DISABLE is read at import).
     gguf_utils.tqdm = functools.partial(gguf_tqdm, disable=True)
     try:
-        yield
+        with quiet_loading():
+            yield
     finally:
         gguf_utils.tqdm = gguf_tqdm
-        logging.set_verbosity(verbosity)
-        if bars:
-            logging.enable_progress_bar()
 
 
 def prepare_model(folder: str | Path | None = None, progress: Callable[[str], None] | None = say) -> Path:

@@ -72,6 +72,12 @@ def test_paths_inside_the_project_are_relative(tmp_path):
     assert str(PROJECT_ROOT) not in format_report(list(report.items()))
 
 
+def test_temporary_folders_are_shown_without_their_random_name(tmp_path):
+    assert display_path(tmp_path / "chroma_db") == "<temporary folder>/chroma_db"
+    report = _report({"RAG_DEVICE": "cpu", "CHROMA_PATH": str(tmp_path / "chroma_db")})
+    assert str(tmp_path) not in format_report(list(report.items()))
+
+
 def test_chroma_server_is_described_by_host_and_port():
     report = _report({"CHROMA_HOST": "127.0.0.1", "CHROMA_PORT": "8123", "RAG_DEVICE": "cpu"})
     assert report["Vector index"] == "Chroma server at 127.0.0.1:8123"
