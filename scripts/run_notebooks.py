@@ -70,7 +70,7 @@ def kernel_env(chroma_path: Path) -> dict[str, str]:
 
 
 def run_notebook(path: Path, timeout: int = CELL_TIMEOUT_S) -> float:
-    """Execute `path` in a fresh kernel with a fresh temporary index, write the outputs back; the seconds taken."""
+    """Execute `path` in a fresh kernel with a fresh temporary index; write the outputs back; the seconds."""
     notebook = nbformat.read(path, as_version=4)
     client = NotebookClient(
         notebook,
@@ -112,9 +112,14 @@ def gpu_names() -> list[str]:
     if shutil.which("nvidia-smi") is None:
         return []
     result = subprocess.run(
-        ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True, check=False
+        ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+        capture_output=True,
+        text=True,
+        check=False,
     )
-    return [line.strip() for line in result.stdout.splitlines() if line.strip()] if result.returncode == 0 else []
+    if result.returncode != 0:
+        return []
+    return [line.strip() for line in result.stdout.splitlines() if line.strip()]
 
 
 def machine_info() -> dict[str, object]:
@@ -161,7 +166,7 @@ def write_times(seconds: dict[str, float], machine: dict[str, object], path: Pat
     try:
         old = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
     except json.JSONDecodeError:
-        print(f"warning: {path.relative_to(PROJECT_ROOT)} was not valid JSON; starting it afresh", file=sys.stderr)
+        print(f"warning: {path.name} was not valid JSON; starting it afresh", file=sys.stderr)
         old = {}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(merge_times(old, seconds, machine), indent=2) + "\n", encoding="utf-8")
@@ -187,7 +192,9 @@ def main(argv: list[str] | None = None) -> int:
             seconds[name] = run_notebook(path, args.timeout)
         except (CellExecutionError, CellTimeoutError, DeadKernelError) as error:
             print("FAILED")
-            failed.append(f"notebooks/{name}: a cell failed (its error is saved in the notebook):\n{str(error)[-1500:]}")
+            failed.append(
+                f"notebooks/{name}: a cell failed (its error is saved in the notebook):\n{str(error)[-1500:]}"
+            )
             continue
         over = seconds[name] > TARGET_S
         print(f"{seconds[name]:.1f} s" + (f"  <- over {TARGET_S:.0f} s" if over else ""))
@@ -195,10 +202,11 @@ def main(argv: list[str] | None = None) -> int:
             slow.append(f"{name} ({seconds[name]:.0f} s)")
     if seconds and not args.no_times:
         write_times(seconds, machine)
+    recorded = "" if args.no_times or not seconds else f", times in docs/{TIMES_PATH.name}"
     print(
         f"{len(seconds)} of {len(notebooks)} notebooks ran in {time.perf_counter() - total:.1f} s on "
         f"{machine['cpu']} ({machine['cores']} cores, load {machine['load_average_at_start']} at start); "
-        "outputs written in place" + ("" if args.no_times or not seconds else ", times in docs/notebook_times.json") + "."
+        f"outputs written in place{recorded}."
     )
     if slow:
         print(f"Over {TARGET_S:.0f} s (not an error; make them faster): {', '.join(slow)}")

@@ -42,7 +42,9 @@ TOKEN_PATTERNS = {
 # Headings every course notebook needs, in reading order (level, start of the text, case-insensitive).
 OPENING_HEADINGS = ((2, "what you will learn"), (2, "prerequisites"))
 NBVAL_COMMENT = re.compile(r"^\s*#\s*NBVAL", re.IGNORECASE | re.MULTILINE)
-EXERCISE_STATEMENT = re.compile(r"^\s*(?:#{1,6}\s*|\*\*|__)?\s*Exercise\s+(\d+)\b", re.IGNORECASE | re.MULTILINE)
+EXERCISE_STATEMENT = re.compile(
+    r"^\s*(?:#{1,6}\s*|\*\*|__)?\s*Exercise\s+(\d+)\b", re.IGNORECASE | re.MULTILINE
+)
 CHECK_CALL = re.compile(r"(?<![\w.])check\(")
 CHECK_LABEL = re.compile(r"(?<![\w.])check\(\s*(?:f?[\"'])([^\"']+)[\"']")
 ASSERTED_CHECK_LABEL = re.compile(r"\bassert\s+check\(\s*(?:f?[\"'])([^\"']+)[\"']")
@@ -55,7 +57,8 @@ WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 
 
 def _ids(paths: list[Path]) -> list[str]:
-    return [p.relative_to(NOTEBOOK_DIR).as_posix() if p.is_relative_to(NOTEBOOK_DIR) else p.name for p in paths]
+    return [p.relative_to(NOTEBOOK_DIR).as_posix() if p.is_relative_to(NOTEBOOK_DIR) else p.name
+            for p in paths]
 
 
 def _read(path: Path) -> nbformat.NotebookNode:
@@ -156,7 +159,9 @@ def section_problems(nb: nbformat.NotebookNode, exercises_required: bool = True)
     required = list(OPENING_HEADINGS) + [(2, "summary")] + ([(2, "exercises")] if exercises_required else [])
     positions, problems = [], []
     for level, start in required:
-        where = [n for n, (_, lvl, text) in enumerate(headings) if lvl == level and text.lower().startswith(start)]
+        where = [
+            n for n, (_, lvl, text) in enumerate(headings) if lvl == level and text.lower().startswith(start)
+        ]
         if not where:
             problems.append(f"has no '{'#' * level} {start.capitalize()}' heading")
         else:
@@ -174,7 +179,9 @@ def exercise_problems(nb: nbformat.NotebookNode) -> list[str]:
     section = _section(nb, "exercises")
     if not section:
         return ["has no '## Exercises' section"]
-    statements = [i for i, c in enumerate(section) if c.cell_type == "markdown" and EXERCISE_STATEMENT.search(c.source)]
+    statements = [
+        i for i, c in enumerate(section) if c.cell_type == "markdown" and EXERCISE_STATEMENT.search(c.source)
+    ]
     problems = []
     for i in statements:
         numbers = EXERCISE_STATEMENT.findall(section[i].source)
@@ -182,7 +189,8 @@ def exercise_problems(nb: nbformat.NotebookNode) -> list[str]:
             problems.append(f"exercises {numbers} share one cell; give each its own cell and check")
     if not MIN_EXERCISES <= len(statements) <= MAX_EXERCISES:
         problems.append(
-            f"gives {len(statements)} exercises ('**Exercise N.**' cells); {MIN_EXERCISES}-{MAX_EXERCISES} expected"
+            f"gives {len(statements)} exercises ('**Exercise N.**' cells); "
+            f"{MIN_EXERCISES}-{MAX_EXERCISES} expected"
         )
     for n, i in enumerate(statements):
         following = section[i + 1 : statements[n + 1] if n + 1 < len(statements) else len(section)]
@@ -193,7 +201,7 @@ def exercise_problems(nb: nbformat.NotebookNode) -> list[str]:
 
 
 def check_labels(nb: nbformat.NotebookNode, pattern: re.Pattern = CHECK_LABEL) -> set[str]:
-    """The first arguments of every check("...") call (or of every `assert check("...")` with ASSERTED_...)."""
+    """The labels (first arguments) of the check("...") calls that `pattern` finds in the code cells."""
     return {label for cell in _code_cells(nb) for label in pattern.findall(cell.source)}
 
 
@@ -211,7 +219,9 @@ def solution_problems(path: Path, solution_dir: Path = SOLUTION_DIR) -> list[str
 
 def orphan_solution_problems(solution: Path, notebook_dir: Path = NOTEBOOK_DIR) -> list[str]:
     """A solution notebook belongs to a notebook of the same name."""
-    return [] if (notebook_dir / solution.name).is_file() else [f"no notebook {solution.name} for this solution"]
+    if (notebook_dir / solution.name).is_file():
+        return []
+    return [f"no notebook {solution.name} for this solution"]
 
 
 def widget_state_problems(nb: nbformat.NotebookNode) -> list[str]:
@@ -224,7 +234,9 @@ def widget_state_problems(nb: nbformat.NotebookNode) -> list[str]:
     state = nb.metadata.get("widgets", {}).get(WIDGET_STATE, {}).get("state", {})
     missing = [model_id for model_id in views if model_id not in state]
     if missing:
-        return [f"{len(missing)} of {len(views)} displayed widgets have no saved state; run make notebooks NB=NN"]
+        return [
+            f"{len(missing)} of {len(views)} displayed widgets have no saved state; run make notebooks NB=NN"
+        ]
     references = {
         value[len("IPY_MODEL_") :]
         for model in state.values()
@@ -238,7 +250,8 @@ def notebook_map(readme: str) -> list[str]:
     """The notebook names in README's notebook map: the table whose first column is headed `notebook`."""
     names, inside = [], False
     for line in readme.splitlines():
-        cells = [cell.strip() for cell in line.strip().strip("|").split("|")] if line.lstrip().startswith("|") else []
+        is_row = line.lstrip().startswith("|")
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")] if is_row else []
         if not cells:
             if inside:
                 break
@@ -330,7 +343,9 @@ def test_no_token_like_strings(path):
     raw = path.read_text(encoding="utf-8")
     for kind, pattern in TOKEN_PATTERNS.items():
         match = pattern.search(raw)
-        assert match is None, f"{path.name} contains something that looks like a {kind}: {match.group()[:6]}..."
+        assert match is None, (
+            f"{path.name} contains something that looks like a {kind}: {match.group()[:6]}..."
+        )
 
 
 @pytest.mark.parametrize("path", EVERY_NOTEBOOK, ids=_ids(EVERY_NOTEBOOK))
@@ -347,7 +362,8 @@ def test_outputs_do_not_leak_machine_paths(path):
 def test_uses_the_course_kernel(path):
     kernelspec = _read(path).metadata.get("kernelspec", {})
     assert kernelspec.get("name") == KERNEL_NAME, (
-        f"{path.name} uses kernel {kernelspec.get('name')!r}; select 'RAG course (.venv)' ({KERNEL_NAME}) and save"
+        f"{path.name} uses kernel {kernelspec.get('name')!r}; "
+        f"select 'RAG course (.venv)' ({KERNEL_NAME}) and save"
     )
 
 
@@ -407,7 +423,7 @@ def _good_notebook() -> nbformat.NotebookNode:
         md("## Summary\n- x is one."),
         md("## Exercises\n\n**Exercise 1.** Make `y` two."),
         _code("y = ...  # your code here", 2),
-        _code('from rag_helpers.exercises import attempted, check\ncheck("Exercise 1", ("y", lambda: y == 2))', 3),
+        _code('from rag_helpers.exercises import check\ncheck("Exercise 1", ("y", lambda: y == 2))', 3),
         md("**Exercise 2.** Make `z` three."),
         _code("z = ...  # your code here", 4),
         _code('check("Exercise 2", ("z", lambda: z == 3))', 5),
@@ -435,7 +451,9 @@ def test_the_synthetic_notebook_passes_every_rule():
 def test_rule_cell_count_fails_over_35():
     nb = _good_notebook()
     nb.cells += [nbformat.v4.new_markdown_cell("more")] * (MAX_CELLS + 1 - len(nb.cells))
-    assert cell_count_problems(nb) == [f"has {MAX_CELLS + 1} cells; at most 35 (markdown and exercises included)"]
+    assert cell_count_problems(nb) == [
+        f"has {MAX_CELLS + 1} cells; at most 35 (markdown and exercises included)"
+    ]
     assert cell_count_problems(_good_notebook()) == []
 
 
@@ -447,7 +465,9 @@ def test_rule_nbval_comment_lines_fail():
     assert nbval_comment_problems(nb) == []
 
 
-@pytest.mark.parametrize("counts", [(1, 3, 4, 5, 6), (2, 1, 3, 4, 5), (1, 2, 3, 4, None)], ids=["gap", "reordered", "unrun"])
+@pytest.mark.parametrize(
+    "counts", [(1, 3, 4, 5, 6), (2, 1, 3, 4, 5), (1, 2, 3, 4, None)], ids=["gap", "reordered", "unrun"]
+)
 def test_rule_execution_order_fails(counts):
     nb = _good_notebook()
     for cell, count in zip(_code_cells(nb), counts):
@@ -495,7 +515,8 @@ def test_rule_exercises_in_one_list_fail():
 def test_rule_too_many_exercises_fail():
     nb = _good_notebook()
     for n in (3, 4):
-        nb.cells += [nbformat.v4.new_markdown_cell(f"**Exercise {n}.** more"), _code(f'check("Exercise {n}")')]
+        statement = nbformat.v4.new_markdown_cell(f"**Exercise {n}.** more")
+        nb.cells += [statement, _code(f'check("Exercise {n}")')]
     assert exercise_problems(nb) == ["gives 4 exercises ('**Exercise N.**' cells); 2-3 expected"]
 
 
@@ -506,7 +527,9 @@ def test_rule_solution_must_exist_and_assert_every_check(tmp_path):
     nbformat.write(_good_notebook(), path)
     assert solution_problems(path, solutions) == ["has no worked solutions: create solutions/01_title.ipynb"]
     nbformat.write(_solution_notebook(("Exercise 1",)), solutions / path.name)
-    assert solution_problems(path, solutions) == ["solutions/01_title.ipynb does not `assert check(...)` ['Exercise 2']"]
+    assert solution_problems(path, solutions) == [
+        "solutions/01_title.ipynb does not `assert check(...)` ['Exercise 2']"
+    ]
     unasserted = _solution_notebook()
     for cell in _code_cells(unasserted):
         cell.source = cell.source.replace("assert check(", "check(")
@@ -521,7 +544,8 @@ def test_rule_solution_must_exist_and_assert_every_check(tmp_path):
 
 def test_rule_widget_state_must_be_saved():
     nb = _good_notebook()
-    view = {"output_type": "display_data", "metadata": {}, "data": {WIDGET_VIEW: {"model_id": "abc", "version_major": 2}}}
+    data = {WIDGET_VIEW: {"model_id": "abc", "version_major": 2}}
+    view = {"output_type": "display_data", "metadata": {}, "data": data}
     nb.cells[1].outputs = [nbformat.from_dict(view)]
     assert widget_state_problems(nb)
     nb.metadata["widgets"] = {WIDGET_STATE: {"state": {"abc": {"state": {"children": ["IPY_MODEL_def"]}}}}}
@@ -537,11 +561,16 @@ def test_rule_readme_map_must_match_the_folder(tmp_path):
     table = "| notebook | what you do |\n|---|---|\n| `00_setup.ipynb` | set up |\n"
     good = table + "| `01_embeddings.ipynb` | vectors |\n\nWorked solutions: `notebooks/solutions/`.\n"
     assert readme_map_problems(good, tmp_path) == []
-    assert readme_map_problems(table + "\nsolutions/\n", tmp_path) == ["the map does not list ['01_embeddings.ipynb']"]
+    assert readme_map_problems(table + "\nsolutions/\n", tmp_path) == [
+        "the map does not list ['01_embeddings.ipynb']"
+    ]
     old = good.replace("01_embeddings", "02_chunking")
-    assert "the map lists notebooks that do not exist: ['02_chunking.ipynb']" in readme_map_problems(old, tmp_path)
+    problems = readme_map_problems(old, tmp_path)
+    assert "the map lists notebooks that do not exist: ['02_chunking.ipynb']" in problems
     stale = good + "\nDownload it as `02_chunking.ipynb` shows.\n"
-    assert readme_map_problems(stale, tmp_path) == ["README.md names notebooks that no longer exist: ['02_chunking.ipynb']"]
+    assert readme_map_problems(stale, tmp_path) == [
+        "README.md names notebooks that no longer exist: ['02_chunking.ipynb']"
+    ]
     assert readme_map_problems(good.replace("`notebooks/solutions/`", "the folder"), tmp_path) == [
         "README.md does not point to notebooks/solutions/"
     ]
