@@ -10,16 +10,21 @@ KERNEL_NAME := rag-course
 SETUP_HASH := $(shell cat requirements.txt requirements-nodeps.txt pyproject.toml | sha256sum | cut -c1-16)
 STAMP := $(VENV)/.setup-$(SETUP_HASH)
 
-.PHONY: setup lab test bench notebooks llm-server clean-index
+.PHONY: setup lab test bench notebooks llm-server wheelhouse index clean-index
+
+# With a wheelhouse/ (make wheelhouse) set-up installs from it alone, without the network: the
+# offline classroom kit (docs/instructor_guide.md).
+WHEELHOUSE := wheelhouse
+PIP_SOURCE := $(if $(wildcard $(WHEELHOUSE)/*.whl),--no-index --find-links $(WHEELHOUSE),)
 
 setup: $(STAMP)
 
 $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] >= (3, 11), "Python 3.11+ is needed, found " + sys.version.split()[0]'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements.txt
-	$(BIN)/python -m pip install --quiet --no-deps -r requirements-nodeps.txt
+	$(BIN)/python -m pip install --quiet $(PIP_SOURCE) --upgrade pip
+	$(BIN)/python -m pip install --quiet $(PIP_SOURCE) -r requirements.txt
+	$(BIN)/python -m pip install --quiet $(PIP_SOURCE) --no-deps -r requirements-nodeps.txt
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	$(BIN)/python -m ipykernel install --sys-prefix --name $(KERNEL_NAME) --display-name "RAG course (.venv)" >/dev/null
 	rm -f $(VENV)/.setup-*
@@ -58,5 +63,35 @@ bench: setup
 	$(BIN)/python bench/retrievers.py
 	$(BIN)/python bench/llm.py
 
+# Every pinned wheel (requirements.txt with its dependencies, requirements-nodeps.txt without, pip
+# itself) into wheelhouse/, built from source where PyPI has no wheel. Copy the repository with it to
+# machines without internet: `make lab` there installs from it. WHEEL_ARGS targets another machine,
+# e.g. WHEEL_ARGS="--platform manylinux_2_28_x86_64 --python-version 3.11 --only-binary=:all:".
+WHEEL_PYTHON := $(if $(wildcard $(BIN)/python),$(BIN)/python,$(PYTHON))
+WHEEL_ARGS ?=
+wheelhouse:
+	mkdir -p $(WHEELHOUSE)
+	$(WHEEL_PYTHON) -m pip download --quiet --dest $(WHEELHOUSE) $(WHEEL_ARGS) pip
+	$(WHEEL_PYTHON) -m pip wheel --quiet --wheel-dir $(WHEELHOUSE) $(WHEEL_ARGS) -r requirements.txt
+	$(WHEEL_PYTHON) -m pip wheel --quiet --wheel-dir $(WHEELHOUSE) $(WHEEL_ARGS) --no-deps -r requirements-nodeps.txt
+	@echo "$$(ls $(WHEELHOUSE) | wc -l) files, $$(du -sh $(WHEELHOUSE) | cut -f1) in $(WHEELHOUSE)/"
+
+# The course index of data/sample_corpus in CHROMA_PATH (default chroma_db/): the dense collection, then
+# one re-ranked query, which also builds the sentence index the default retriever uses (once per
+# collection). A room can copy the result instead of building it on every machine (see the guide).
+index: setup
+	$(BIN)/python -m rag_helpers ingest data/sample_corpus --quiet
+	$(BIN)/python -m rag_helpers query "Who approves travel expenses?" --retriever rerank -k 1 >/dev/null
+	@echo "Course index ready in $$($(BIN)/python -c 'from rag_helpers.config import Settings; print(Settings.load().chroma_path)')"
+
+# Everything the indexes use: the Chroma folder (dense and sentence collections, with the BM25 cache
+# inside it) and the BM25 caches kept in .cache/bm25/ for Chroma servers and in-memory clients.
+# A CHROMA_PATH set in .env or the environment is removed only if it holds a Chroma index.
+INDEX_PATH = $(shell test -x $(BIN)/python && $(BIN)/python -c 'from rag_helpers.config import Settings; print(Settings.load().chroma_path)' 2>/dev/null || echo chroma_db)
 clean-index:
-	rm -rf chroma_db
+	@path='$(INDEX_PATH)'; \
+	if [ "$$(realpath -m "$$path")" != "$$(realpath -m chroma_db)" ] && [ -e "$$path" ] && [ ! -f "$$path/chroma.sqlite3" ]; then \
+		echo "CHROMA_PATH=$$path holds no Chroma index (no chroma.sqlite3); not deleting it." >&2; exit 1; \
+	fi; \
+	rm -rf "$$path" chroma_db .cache/bm25; \
+	echo "Removed $$path and .cache/bm25/; the next notebook or ingest builds the index again."
