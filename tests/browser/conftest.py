@@ -141,7 +141,7 @@ def _wait_for_server(process: subprocess.Popen, url: str, log: Path, timeout: fl
 def lab(tmp_path_factory, browser_available) -> Iterator[Lab]:
     """JupyterLab on a free loopback port with a random token, serving a trusted copy of notebook 05."""
     root = tmp_path_factory.mktemp("lab")
-    notebook = shutil.copy(next(NOTEBOOKS.glob("05_*.ipynb")), root)
+    notebook = shutil.copy(next(NOTEBOOKS.glob("07_*.ipynb")), root)
     env = _lab_environment(root)
     # Trusted, as `make lab` makes the course notebooks: saved widget state only displays in a trusted one.
     trust = [sys.executable, "-m", "jupyter", "trust", notebook]
