@@ -30,7 +30,7 @@ from .extractive import EXTRACTED_LABEL
 from .prompts import CITATION_PATTERN, parse_citations
 from .questions import Question
 
-# Calibrated with `calibrate_support_threshold` on the sample set (notebook 12 shows how): the 106
+# Calibrated with `calibrate_support_threshold` on the sample set (notebook 15 shows how): the 106
 # sentences of the reference answers against the chunk holding their evidence (supported: 78% reach
 # 0.7) and against the evidence chunk of another document's question and the closest other chunk
 # of their own document (unsupported: 89% stay below). The best balanced accuracy is at 0.707.
@@ -325,7 +325,7 @@ def citation_scores(
     """(precision, recall) of the answer's [n] citations against the sources holding the evidence.
 
     Precision is None when nothing is cited, recall when no given source holds the evidence (a
-    retrieval miss, which notebook 06 measures), both when there is no evidence (unanswerable).
+    retrieval miss, which notebook 08 measures), both when there is no evidence (unanswerable).
     """
     if evidence is None:
         return None, None
