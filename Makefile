@@ -79,12 +79,11 @@ wheelhouse:
 	$(WHEEL_PYTHON) -m pip wheel --quiet --wheel-dir $(WHEELHOUSE) $(WHEEL_ARGS) --no-deps -r requirements-nodeps.txt
 	@echo "$$(ls $(WHEELHOUSE) | wc -l) files, $$(du -sh $(WHEELHOUSE) | cut -f1) in $(WHEELHOUSE)/"
 
-# The course index of data/sample_corpus in CHROMA_PATH (default chroma_db/): the dense collection, then
-# one re-ranked query, which also builds the sentence index the default retriever uses (once per
-# collection). A room can copy the result instead of building it on every machine (see the guide).
+# The course index of data/sample_corpus in CHROMA_PATH (default chroma_db/): `ingest` builds the dense
+# collection, the BM25 index and the sentence index together. A room can copy the result instead of
+# building it on every machine (see the guide).
 index: setup
 	$(BIN)/python -m rag_helpers ingest data/sample_corpus --quiet
-	$(BIN)/python -m rag_helpers query "Who approves travel expenses?" --retriever rerank -k 1 >/dev/null
 	@echo "Course index ready in $$($(BIN)/python -c 'from rag_helpers.config import Settings; print(Settings.load().chroma_path)')"
 
 # Everything the indexes use: the Chroma folder (dense and sentence collections, with the BM25 cache

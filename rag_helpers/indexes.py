@@ -57,7 +57,7 @@ BUILT_FROM_KEY = "built_from_fingerprint"
 FIX = "build it with `python -m rag_helpers ingest DIR` (or `rag_helpers.indexes.update_indexes(collection)`)"
 
 
-class IndexNotBuiltError(LookupError):
+class IndexNotBuiltError(FileNotFoundError):
     """An index a retriever needs is missing or older than the collection's chunks."""
 
 

@@ -217,3 +217,19 @@ def test_cli_defaults_reproduce_the_original_pipeline(capsys, tmp_path, model):
     assert (
         original.count() == json.loads(run(capsys, "ingest", folder, *index, "--json", "--quiet")[1])["count"]
     )
+
+
+def test_a_collection_without_its_keyword_or_sentence_index_is_one_clear_line(capsys, corpus, index_args, model):
+    # A collection filled by `store.ingest` alone (as an older version did) has no BM25 or sentence index.
+    from rag_helpers.chunking import chunk_documents
+    from rag_helpers.documents import load_documents
+    from rag_helpers.store import get_client, get_collection
+    from rag_helpers.store import ingest as store_ingest
+
+    settings = Settings.from_mapping({"CHROMA_PATH": index_args[1], "CHROMA_COLLECTION": index_args[3]})
+    collection = get_collection(get_client(settings), index_args[3], model)
+    documents = load_documents(corpus)
+    store_ingest(collection, chunk_documents(documents), model, progress=False, documents=documents)
+    for retriever in ("bm25", "rerank"):
+        code, _, err = run(capsys, "query", "Who cleans the fridge?", *index_args, "--retriever", retriever)
+        assert code == 2 and err.count("\n") == 1 and "python -m rag_helpers ingest" in err, (retriever, err)

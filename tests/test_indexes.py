@@ -200,21 +200,6 @@ def test_sentence_chunks_are_slices_of_their_document():
         assert TEXT[c.start : c.end] == c.text and c.metadata == {"category": "root"}
 
 
-def test_sentence_chunks_are_slices_of_their_document():
-    doc = Document("a.md", TEXT, "a.md", {"category": "root"})
-    chunks = sentence_chunks([doc])
-    assert [c.text for c in chunks] == [
-        "# Expenses\n\nSubmit each claim within 21 days.",
-        "Late claims need a manager's approval.",
-        "- Keep every receipt.",
-        "- Meals are covered by the per diem.",
-        "Questions go to finance.",
-    ]
-    for number, c in enumerate(chunks):
-        assert c.id == f"a.md#s{number}" and c.index == number
-        assert TEXT[c.start : c.end] == c.text and c.metadata == {"category": "root"}
-
-
 def test_the_sentence_index_is_a_second_collection_updated_incrementally(collection, model, monkeypatch):
     assert sentence_collection_name(collection) == "kw_test__sentences"
     sentences, report = build_sentence_index(collection, model)

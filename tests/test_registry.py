@@ -287,20 +287,16 @@ def question_file(tmp_path_factory, collection):
     return path, corpus
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_cli_eval_takes_every_retriever(capsys, db, question_file, name):
+@pytest.fixture
+def eval_argv(db, question_file) -> list[str]:
+    """`eval` over the tiny collection with the tiny question file and its corpus."""
     path, corpus = question_file
-    argv = [
-        "eval",
-        "--db",
-        str(db),
-        "--collection",
-        "tiny",
-        "--questions",
-        str(path),
-        "--corpus",
-        str(corpus),
-    ]
+    return ["eval", "--db", str(db), "--collection", "tiny", "--questions", str(path), "--corpus", str(corpus)]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_cli_eval_takes_every_retriever(capsys, eval_argv, name):
+    argv = eval_argv
     assert main([*argv, "--retriever", name, "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["index"]["retriever"] == name
@@ -308,19 +304,8 @@ def test_cli_eval_takes_every_retriever(capsys, db, question_file, name):
     assert report["metrics"]["all"]["evidence_hit@5"] == 1.0
 
 
-def test_cli_eval_prints_the_table_for_a_retriever(capsys, db, question_file):
-    path, corpus = question_file
-    argv = [
-        "eval",
-        "--db",
-        str(db),
-        "--collection",
-        "tiny",
-        "--questions",
-        str(path),
-        "--corpus",
-        str(corpus),
-    ]
+def test_cli_eval_prints_the_table_for_a_retriever(capsys, eval_argv):
+    argv = eval_argv
     assert main([*argv, "--retriever", "bm25"]) == 0
     out = capsys.readouterr().out
     assert "tiny (bm25): 5 questions" in out and "top-chunk score" in out
