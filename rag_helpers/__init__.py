@@ -6,7 +6,8 @@ inside functions, against `LAYERS`):
 
 - L0 base: `base` (Document, Chunk, the hit type, the Retriever protocol, the query check), `config`.
 - L1 stages: `documents` (loading, metadata), `metadata`, `chunking` (every splitter, the one
-  sentence splitter), `embeddings` (model loading, precision, batching, the query encoder).
+  sentence splitter), `embeddings` (model loading, precision, batching, the query encoder),
+  `onnx_encoder` (the packaged model exported to ONNX: questions embedded without torch).
 - L2 store: `store` (Chroma client, collections, ingest, dense search), `indexes` (the BM25 and
   sentence indexes, built and kept in step by ingest, opened by retrievers).
 - L3 techniques, each with its retriever: `dense`, `keyword` (BM25), `fusion` (RRF, weighted,
@@ -31,6 +32,7 @@ LAYERS: dict[str, int] = {
     "metadata": 1,
     "chunking": 1,
     "embeddings": 1,
+    "onnx_encoder": 1,
     "store": 2,
     "indexes": 2,
     "dense": 3,

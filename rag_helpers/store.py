@@ -32,6 +32,7 @@ from .base import CHUNK_KEYS, Chunk, Document, RetrievedChunk, check_query
 from .config import Settings
 from .documents import DocumentFolder
 from .embeddings import QueryEncoder, embed, load_embedding_model
+from .onnx_encoder import load_onnx_encoder
 
 DISTANCES = ("l2", "cosine", "ip")
 EMBEDDING_FUNCTION_NAME = "rag_helpers_sentence_transformers"
@@ -325,12 +326,16 @@ def chroma_settings_of(collection: Collection) -> ChromaSettings:
 
 def query_encoder(collection: Collection, model: Any = None) -> QueryEncoder:
     """A `QueryEncoder` for searching `collection`: `model` (or an encoder, kept as it is), else the
-    collection's own model, loaded on the first question."""
+    collection's own model: its ONNX export when there is one, else the model, loaded on the first question."""
     if isinstance(model, QueryEncoder):
         return model
     if model is not None:
         return QueryEncoder(model)
-    return QueryEncoder(load=lambda: collection_model(collection))
+    # The ONNX export embeds a question without importing torch (seconds off every `query`); the
+    # model itself loads only if something asks for it.
+    return QueryEncoder(
+        load=lambda: collection_model(collection), fast=lambda: collection_onnx_encoder(collection)
+    )
 
 
 @dataclass(frozen=True)
@@ -380,6 +385,12 @@ def read_collection(
         if len(page["ids"]) < page_size:
             return data
         offset += len(page["ids"])
+
+
+def collection_onnx_encoder(collection: Collection) -> Any:
+    """The ONNX encoder of the model a collection was built with, or None (no export, another model)."""
+    name = ((_persisted_function(collection) or {}).get("config") or {}).get("model_name")
+    return load_onnx_encoder(name) if name else None
 
 
 def collection_model(collection: Collection) -> Any:

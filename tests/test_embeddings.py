@@ -155,7 +155,7 @@ def test_auto_precision_rules(monkeypatch):
         resolve_precision("int4", "cpu")
 
 
-def test_default_batch_size_follows_device_and_cpu_precision():
+def test_default_batch_size_follows_the_device():
     from types import SimpleNamespace
 
     import torch
@@ -163,6 +163,7 @@ def test_default_batch_size_follows_device_and_cpu_precision():
     def fake(device: str, precision: str) -> SimpleNamespace:
         return SimpleNamespace(device=torch.device(device), rag_precision=precision)
 
-    assert embeddings.default_batch_size(fake("cpu", "fp32")) == 64
+    assert embeddings.default_batch_size(fake("cpu", "fp32")) == 16
     assert embeddings.default_batch_size(fake("cpu", "bf16")) == 16
     assert embeddings.default_batch_size(fake("cuda", "fp16")) == 256
+    assert embeddings.default_batch_size(fake("mps", "fp32")) == 64

@@ -140,3 +140,24 @@ def test_needs_model_only_when_text_is_new_or_changed(tmp_path, model):
     assert needs_model(client, name, changed, model.rag_name)
     with pytest.raises(ValueError, match="no embedding model was given"):
         ingest(client.get_collection(name), changed, None, progress=False)
+
+
+@pytest.mark.slow
+def test_query_embeds_the_question_with_the_onnx_export_without_torch(tmp_path, model, capsys):
+    from rag_helpers.onnx_encoder import export_onnx
+
+    export_onnx()  # `make setup` made it; made here if it is missing
+    corpus = tmp_path / "docs"
+    corpus.mkdir()
+    (corpus / "office.txt").write_text("The office is in Leeds, next to the station.", encoding="utf-8")
+    (corpus / "leave.md").write_text("# Holidays\n\nWe get 25 days of leave a year.", encoding="utf-8")
+    db = tmp_path / "db"
+    assert main(["ingest", str(corpus), "--db", str(db), "--precision", "fp32", "--quiet"]) == 0
+    capsys.readouterr()
+
+    for retriever in ("rerank", "dense"):
+        code, out, heavy = run_cli("query", "How many holidays do we get?", "--db", db, "-k", "1",
+                                   "--retriever", retriever, "--json")
+        assert code == 0, out
+        assert json.loads(out)[0]["document"] == "leave.md"
+        assert heavy == [], retriever
