@@ -23,6 +23,7 @@ import json
 import re
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,7 @@ from .documents import scan_folder
 from .store import (
     IngestReport,
     chroma_settings_of,
+    chunk_metadata,
     client_of,
     collection_distance,
     collection_model,
@@ -54,6 +56,9 @@ CACHE_FOLDER = "rag_helpers_bm25"
 SENTENCES_SUFFIX = "__sentences"
 # Metadata key of the sentence collection: the fingerprint of the chunks it was built from.
 BUILT_FROM_KEY = "built_from_fingerprint"
+# ... and a hash of the sentences it holds (ids, offsets, texts, model, distance): when both match, an
+# unchanged re-run skips reading its thousands of records back.
+SENTENCES_KEY = "sentences_fingerprint"
 FIX = "build it with `python -m rag_helpers ingest DIR` (or `rag_helpers.indexes.update_indexes(collection)`)"
 
 
@@ -326,13 +331,24 @@ def _bm25_folder(collection: Any, fingerprint: str, k1: float, b: float, titles:
 
 def _read_bm25(folder: Path, fingerprint: str) -> BM25Index | None:
     """The index saved in `folder` if it is readable and built from `fingerprint`, else None."""
-    if not (folder / "records.json").is_file():
+    if _saved_bm25_size(folder, fingerprint) is None:
         return None
     try:
-        index = BM25Index.load(folder)
+        return BM25Index.load(folder)
     except (ValueError, OSError, KeyError, json.JSONDecodeError):
         return None  # unreadable or from another version
-    return index if index.fingerprint == fingerprint else None
+
+
+def _saved_bm25_size(folder: Path, fingerprint: str) -> int | None:
+    """How many chunks the index saved in `folder` holds, if it is of this format and built from
+    `fingerprint`; None otherwise. Reads only its records, so it imports no bm25s."""
+    try:
+        records = json.loads((folder / "records.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+    if records.get("format") != INDEX_FORMAT or records.get("fingerprint") != fingerprint:
+        return None
+    return len(records.get("ids") or [])
 
 
 def build_bm25_index(
@@ -456,12 +472,21 @@ def build_sentence_index(
     that are gone; with nothing changed no model is loaded. `model=None` loads the collection's
     own model when something needs embedding.
     """
+    start = time.perf_counter()
     docs = list(documents) if documents is not None else documents_from_collection(collection)
     chunks = sentence_chunks(docs)
     client = client_of(collection)
     name = sentence_collection_name(collection)
     distance = collection_distance(collection)
     config = ((collection.configuration_json or {}).get("embedding_function") or {}).get("config") or {}
+    built_from = fingerprint or collection_fingerprint(collection)
+    digest = _sentences_digest(chunks, str(config.get("model_name")), distance)
+    current = _up_to_date_sentences(client, name, built_from, digest)
+    if current is not None:
+        count = current.count()
+        report = IngestReport(name, chunks=len(chunks), skipped=len(chunks), count=count)
+        report.total_seconds = time.perf_counter() - start
+        return current, report
     if model is None and needs_model(client, name, chunks, str(config.get("model_name")), distance):
         model = collection_model(collection)
     if model is None:
@@ -470,11 +495,29 @@ def build_sentence_index(
         sentences = get_collection(client, name, model, distance=distance)
     # The sentence index mirrors the chunks, so removing most of it (force) is what a big change asks for.
     report = ingest(sentences, chunks, model, progress=progress, prune=True, documents=docs, force=True)
-    built_from = fingerprint or collection_fingerprint(collection)
     metadata = dict(sentences.metadata or {})
-    if metadata.get(BUILT_FROM_KEY) != built_from:
-        sentences.modify(metadata={**metadata, BUILT_FROM_KEY: built_from})
+    if metadata.get(BUILT_FROM_KEY) != built_from or metadata.get(SENTENCES_KEY) != digest:
+        sentences.modify(metadata={**metadata, BUILT_FROM_KEY: built_from, SENTENCES_KEY: digest})
     return sentences, report
+
+
+def _sentences_digest(chunks: Sequence[Chunk], model_name: str, distance: str) -> str:
+    """A hash of what the sentence collection must hold: every sentence's id and stored metadata."""
+    rows = [[c.id, chunk_metadata(c)] for c in chunks]  # the metadata has the offsets and text hash
+    payload = json.dumps([model_name, distance, rows], ensure_ascii=False, sort_keys=True)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def _up_to_date_sentences(client: Any, name: str, built_from: str, digest: str) -> Any:
+    """The sentence collection if it was built from these chunks and holds exactly these sentences, else None."""
+    try:
+        sentences = client.get_collection(name, embedding_function=None)
+    except (NotFoundError, ValueError):
+        return None
+    metadata = sentences.metadata or {}
+    if metadata.get(BUILT_FROM_KEY) == built_from and metadata.get(SENTENCES_KEY) == digest:
+        return sentences
+    return None
 
 
 def open_sentence_index(collection: Any) -> Any:
@@ -534,9 +577,13 @@ def update_indexes(
     (default: rebuilt from the chunks) are the texts the sentences are cut from.
     """
     fingerprint = collection_fingerprint(collection)
-    index, rebuilt = build_bm25_index(collection, fingerprint=fingerprint)
+    folder = _bm25_folder(collection, fingerprint, DEFAULT_K1, DEFAULT_B, True, None)
+    size, rebuilt = _saved_bm25_size(folder, fingerprint), False
+    if size is None:  # build it; an up-to-date index is left unread (and bm25s unimported)
+        index, rebuilt = build_bm25_index(collection, fingerprint=fingerprint)
+        size = len(index)
     _, sentences = build_sentence_index(collection, model, documents, progress, fingerprint)
-    return IndexReport(collection.name, len(index), rebuilt, sentences)
+    return IndexReport(collection.name, size, rebuilt, sentences)
 
 
 def ensure_index(

@@ -231,6 +231,29 @@ def test_the_sentence_index_is_a_second_collection_updated_incrementally(collect
     assert open_sentence_index(collection).count() == first_count + 1
 
 
+def test_an_unchanged_sentence_index_is_not_read_back_but_a_relabel_still_reaches_it(collection, model, monkeypatch):
+    build_sentence_index(collection, model)
+    reads: list[str] = []
+    real_read = store.read_collection
+
+    def counting(target, *args, **kwargs):
+        reads.append(target.name)
+        return real_read(target, *args, **kwargs)
+
+    monkeypatch.setattr(store, "read_collection", counting)
+    _, again = build_sentence_index(collection)
+    assert "kw_test__sentences" not in reads  # decided from its two fingerprints alone
+    assert again.skipped == again.chunks == again.count > 0 and again.embedded == 0
+
+    # Same texts, new metadata: the chunks' fingerprint stays, the sentences must still be relabelled.
+    docs = [Document(d.id, d.text, d.source, {"category": "archive"}) for d in make_documents(TEXTS)]
+    ingest(collection, chunk_documents(docs), None, progress=False, documents=docs)
+    _, relabelled = build_sentence_index(collection, documents=docs)
+    assert relabelled.updated == relabelled.chunks and relabelled.embedded == 0
+    stored = open_sentence_index(collection).get(include=["metadatas"])["metadatas"]
+    assert {m["category"] for m in stored} == {"archive"}
+
+
 def test_update_indexes_builds_both_and_opening_needs_it(collection, model):
     with pytest.raises(IndexNotBuiltError, match="python -m rag_helpers ingest"):
         open_bm25_index(collection)
