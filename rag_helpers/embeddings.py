@@ -214,7 +214,7 @@ class QueryEncoder:
 
     One embedding per question however many retrievers (of a hybrid, say) ask for it. Give it
     the model, or `load`, a function that loads it on the first question (so building a retriever
-    that never embeds, like BM25, loads no model). `fast`, when given, returns a lighter encoder of
+    that never embeds, like BM25, loads no model). `fast`, when given, returns a faster encoder of
     the same model (a callable text -> vector, e.g. `onnx_encoder.OnnxEncoder`) or None; questions
     then go through it, and `load` runs only when something asks for `model` itself.
     """
@@ -244,11 +244,11 @@ class QueryEncoder:
         return self._model
 
     def _encode(self, text: str) -> np.ndarray:
-        if self._model is None and self._fast is not None:
+        if self._fast is not None:
             self._fast_encoder = self._fast_encoder or self._fast()
             if self._fast_encoder is not None:
                 return np.asarray(self._fast_encoder(text), dtype=np.float32)
-            self._fast = None  # no lighter encoder: the model from now on
+            self._fast = None  # no faster encoder: the model from now on
         return embed_one(text, self.model)
 
     def __call__(self, text: str) -> np.ndarray:

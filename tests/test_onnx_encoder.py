@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from rag_helpers import embeddings
 from rag_helpers.embeddings import QueryEncoder, embed
 from rag_helpers.onnx_encoder import export_onnx, load_onnx_encoder, onnx_path
 
@@ -52,7 +53,7 @@ def test_a_broken_export_falls_back_to_torch_with_a_warning(tmp_path):
         assert load_onnx_encoder(cache_dir=tmp_path) is None
 
 
-def test_query_encoder_prefers_the_fast_encoder_and_loads_the_model_only_when_asked(onnx_encoder, model):
+def test_query_encoder_prefers_the_fast_encoder_and_loads_the_model_only_when_asked(onnx_encoder, model, monkeypatch):
     loads = []
 
     def load():
@@ -66,3 +67,10 @@ def test_query_encoder_prefers_the_fast_encoder_and_loads_the_model_only_when_as
 
     without = QueryEncoder(load=load, fast=lambda: None)  # no export: the model embeds
     assert float(without("Where is the office?") @ vector) >= 0.9999
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the model embedded a question that the ONNX export could")
+
+    given = QueryEncoder(model, fast=lambda: onnx_encoder)  # a given model: questions still go through ONNX
+    monkeypatch.setattr(embeddings, "embed", refuse)
+    assert np.array_equal(given("Where is the office?"), vector)
