@@ -1,7 +1,8 @@
 """The offline answerer on the sample corpus: does the extracted answer quote the evidence?
 
-The index is built with `indexes.ensure_index` (real Chroma, real model at the default precision:
-bf16 on CPUs with native bf16, which is 3-4x faster than fp32 there), questions come from
+The index is built with `indexes.ensure_index` into the course's index folder, as the notebooks build
+it (real Chroma, real model at the default precision: bf16 on CPUs with native bf16, which is 3-4x
+faster than fp32 there), so the notebooks that run after the tests find it built; questions come from
 data/sample_questions.jsonl, and every answer goes through `pipeline.answer_question` with k=5.
 """
 
@@ -29,16 +30,21 @@ MIN_FACT_RATE = 0.55
 
 
 @pytest.fixture(scope="module")
-def model():
-    """The course's default model (what a learner gets), shadowing conftest's fp32 one."""
-    from rag_helpers.embeddings import load_embedding_model
-
-    return load_embedding_model(device="cpu")
+def settings():
+    """The course's settings: the session's index folder (root conftest.py), shared with the notebooks."""
+    return Settings.load()
 
 
 @pytest.fixture(scope="module")
-def index(tmp_path_factory, model):
-    settings = Settings.from_mapping({"CHROMA_PATH": str(tmp_path_factory.mktemp("offline_answers") / "db")})
+def model(settings):
+    """The course's default model as the notebooks load it (what a learner gets), shadowing conftest's fp32 one."""
+    from rag_helpers.embeddings import load_embedding_model
+
+    return load_embedding_model(settings.embedding_model, device=settings.device, precision=settings.precision)
+
+
+@pytest.fixture(scope="module")
+def index(settings, model):
     collection, _ = indexes.ensure_index(settings, SAMPLE_CORPUS_DIR, model=model, progress=False)
     return collection
 
