@@ -31,8 +31,11 @@ $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 	@# notebook or command pays that one-off minute; a deleted .cache/llm is rebuilt on first use.
 	$(BIN)/python -c "from rag_helpers.local_llm import prepare_model; prepare_model()"
 	@# Export the embedding model to ONNX once (.cache/onnx, checked against sentence-transformers):
-	@# `query` and the retrievers then embed a question without importing torch.
-	$(BIN)/python -c "from rag_helpers.onnx_encoder import export_onnx; export_onnx()"
+	@# `query` and the retrievers then embed a question without importing torch. It only makes
+	@# questions faster, so a failed export warns instead of failing set-up (tests/test_onnx_encoder.py
+	@# exports again and fails loudly).
+	$(BIN)/python -c "from rag_helpers.onnx_encoder import export_onnx; export_onnx()" \
+		|| echo "WARNING: the ONNX export failed (see above); questions are embedded with torch, which is slower." >&2
 	rm -f $(VENV)/.setup-*
 	touch $@
 	@echo "Set-up complete: $(VENV) with pinned requirements, rag_helpers and the '$(KERNEL_NAME)' kernel."
