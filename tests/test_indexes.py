@@ -231,7 +231,7 @@ def test_the_sentence_index_is_a_second_collection_updated_incrementally(collect
     assert open_sentence_index(collection).count() == first_count + 1
 
 
-def test_an_unchanged_sentence_index_is_not_read_back_but_a_relabel_still_reaches_it(collection, model, monkeypatch):
+def test_an_unchanged_sentence_index_is_not_read_but_a_relabel_reaches_it(collection, model, monkeypatch):
     build_sentence_index(collection, model)
     reads: list[str] = []
     real_read = store.read_collection

@@ -53,7 +53,7 @@ def test_a_broken_export_falls_back_to_torch_with_a_warning(tmp_path):
         assert load_onnx_encoder(cache_dir=tmp_path) is None
 
 
-def test_query_encoder_prefers_the_fast_encoder_and_loads_the_model_only_when_asked(onnx_encoder, model, monkeypatch):
+def test_questions_take_the_fast_encoder_and_the_model_loads_on_demand(onnx_encoder, model, monkeypatch):
     loads = []
 
     def load():
@@ -74,3 +74,14 @@ def test_query_encoder_prefers_the_fast_encoder_and_loads_the_model_only_when_as
     given = QueryEncoder(model, fast=lambda: onnx_encoder)  # a given model: questions still go through ONNX
     monkeypatch.setattr(embeddings, "embed", refuse)
     assert np.array_equal(given("Where is the office?"), vector)
+
+
+def test_an_export_that_disagrees_with_torch_is_not_kept(model, tmp_path, monkeypatch):
+    from rag_helpers import onnx_encoder
+
+    # A bar no graph can pass: the real export runs, its check fails, and nothing is left behind.
+    monkeypatch.setattr(onnx_encoder, "MIN_CHECK_COSINE", 1.01)
+    with pytest.raises(RuntimeError, match="disagrees with sentence-transformers"):
+        export_onnx(cache_dir=tmp_path)
+    assert list(tmp_path.iterdir()) == []
+    assert load_onnx_encoder(cache_dir=tmp_path) is None
