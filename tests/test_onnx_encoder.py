@@ -85,3 +85,17 @@ def test_an_export_that_disagrees_with_torch_is_not_kept(model, tmp_path, monkey
         export_onnx(cache_dir=tmp_path)
     assert list(tmp_path.iterdir()) == []
     assert load_onnx_encoder(cache_dir=tmp_path) is None
+
+
+def test_a_model_loaded_for_another_precision_embeds_questions_itself(onnx_encoder, model, monkeypatch):
+    from types import SimpleNamespace
+
+    from rag_helpers.store import query_encoder
+
+    calls = []
+    monkeypatch.setattr(embeddings, "embed_one", lambda text, m: calls.append(m) or np.zeros(384, np.float32))
+    bf16 = SimpleNamespace(rag_name=model.rag_name, rag_precision="bf16")
+    query_encoder(None, bf16)("Where is the office?")
+    assert calls == [bf16]  # asked for bf16: not the fp32 graph
+    query_encoder(None, model)("Where is the office?")
+    assert calls == [bf16]  # fp32: the ONNX export
