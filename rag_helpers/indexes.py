@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shutil
 import tempfile
@@ -483,6 +484,8 @@ def build_sentence_index(
     digest = _sentences_digest(chunks, str(config.get("model_name")), distance)
     current = _up_to_date_sentences(client, name, built_from, digest)
     if current is not None:
+        if not sentence_vectors_path(collection, digest).is_file():  # an index from before snapshots
+            save_sentence_vectors(collection, current, digest)
         count = current.count()
         report = IngestReport(name, chunks=len(chunks), skipped=len(chunks), count=count)
         report.total_seconds = time.perf_counter() - start
@@ -498,6 +501,9 @@ def build_sentence_index(
     metadata = dict(sentences.metadata or {})
     if metadata.get(BUILT_FROM_KEY) != built_from or metadata.get(SENTENCES_KEY) != digest:
         sentences.modify(metadata={**metadata, BUILT_FROM_KEY: built_from, SENTENCES_KEY: digest})
+    changed = report.added or report.updated or report.removed
+    if changed or not sentence_vectors_path(collection, digest).is_file():
+        save_sentence_vectors(collection, sentences, digest)
     return sentences, report
 
 
@@ -518,6 +524,65 @@ def _up_to_date_sentences(client: Any, name: str, built_from: str, digest: str) 
     if metadata.get(BUILT_FROM_KEY) == built_from and metadata.get(SENTENCES_KEY) == digest:
         return sentences
     return None
+
+
+# Reading a document's sentence vectors back from Chroma costs 20-50 ms (all 5316 of the sample
+# corpus: 1 s); the same vectors from a NumPy file next to the BM25 index load in milliseconds. The
+# file is named after the sentence collection's own fingerprint, so a stale one is never read.
+
+
+def sentence_vectors_path(collection: Any, digest: str) -> Path:
+    """The snapshot file of the sentence vectors of `collection` whose sentences hash to `digest`."""
+    return bm25_cache_root(collection) / f"{sentence_collection_name(collection)}@{digest[:16]}.npz"
+
+
+def save_sentence_vectors(collection: Any, sentences: Any, digest: str) -> Path:
+    """Write every sentence's document, offsets and vector to `sentence_vectors_path` (atomically),
+    removing the collection's older snapshots."""
+    data = read_collection(sentences, ("metadatas", "embeddings"))
+    metadatas = data["metadatas"]
+    path = sentence_vectors_path(collection, digest)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_name(f".{path.stem}.{os.getpid()}.npz")
+    try:
+        np.savez(
+            staging,
+            document_id=np.array([str(m["document_id"]) for m in metadatas], dtype=str),
+            start=np.array([int(m["start"]) for m in metadatas], dtype=np.int64),
+            end=np.array([int(m["end"]) for m in metadatas], dtype=np.int64),
+            vectors=np.asarray(data["embeddings"], dtype=np.float32).reshape(len(metadatas), -1)
+            if metadatas
+            else np.zeros((0, 1), dtype=np.float32),
+        )
+        os.replace(staging, path)
+    finally:
+        staging.unlink(missing_ok=True)
+    for old in path.parent.glob(f"{sentence_collection_name(collection)}@*.npz"):
+        if old != path:
+            old.unlink(missing_ok=True)
+    return path
+
+
+def load_sentence_vectors(collection: Any, sentences: Any) -> dict[str, tuple[np.ndarray, ...]] | None:
+    """{document id: (starts, ends, vectors)} of every sentence, sorted by start, from the snapshot
+    of the sentence collection's current contents; None when there is none (read Chroma instead)."""
+    digest = (sentences.metadata or {}).get(SENTENCES_KEY)
+    path = sentence_vectors_path(collection, digest) if digest else None
+    if path is None or not path.is_file():
+        return None
+    try:
+        with np.load(path) as data:
+            documents, starts, ends, vectors = (data[k] for k in ("document_id", "start", "end", "vectors"))
+    except (OSError, ValueError, KeyError):
+        return None  # unreadable: Chroma still has every vector
+    order = np.lexsort((starts, documents))
+    documents, starts, ends, vectors = documents[order], starts[order], ends[order], vectors[order]
+    bounds = np.flatnonzero(documents[1:] != documents[:-1]) + 1
+    return {
+        str(documents[rows[0]]): (starts[rows], ends[rows], vectors[rows])
+        for rows in np.split(np.arange(len(documents)), bounds)
+        if len(rows)
+    }
 
 
 def open_sentence_index(collection: Any) -> Any:
@@ -629,6 +694,9 @@ __all__ = [
     "light_stem",
     "open_bm25_index",
     "open_sentence_index",
+    "load_sentence_vectors",
+    "save_sentence_vectors",
+    "sentence_vectors_path",
     "sentence_chunks",
     "sentence_collection_name",
     "title_words",

@@ -28,7 +28,7 @@ from .base import RetrievedChunk, Retriever, check_query
 from .chunking import sentence_spans
 from .embeddings import embed
 from .fusion import HybridRetriever
-from .indexes import open_sentence_index
+from .indexes import load_sentence_vectors, open_sentence_index
 from .store import SearchScope
 
 DEFAULT_CROSS_ENCODER = "cross-encoder/ms-marco-MiniLM-L6-v2"
@@ -179,12 +179,13 @@ class SentenceVectors:
 
     For `SentenceReranker(sentence_vectors=...)`: re-ranking then embeds only the query.
     A sentence belongs to a chunk when at least half of it lies inside the chunk's span. Each
-    document's sentences are read from Chroma once and kept in memory.
+    document's sentences come from `preloaded` ({document: (starts, ends, vectors)}, e.g.
+    `indexes.load_sentence_vectors`) or are read from Chroma once, and are kept in memory.
     """
 
-    def __init__(self, sentences: Any) -> None:
+    def __init__(self, sentences: Any, preloaded: dict[str, tuple[np.ndarray, ...]] | None = None) -> None:
         self.sentences = sentences
-        self._by_document: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._by_document: dict[str, tuple[np.ndarray, ...]] = dict(preloaded or {})
 
     def _load(self, document_ids: Iterable[str]) -> None:
         missing = sorted({d for d in document_ids if d not in self._by_document})
@@ -220,6 +221,11 @@ class SentenceVectors:
 # --- The re-ranking retriever -------------------------------------------------------------------
 
 
+def _sentence_vectors(scope: SearchScope) -> SentenceVectors:
+    sentences = open_sentence_index(scope.collection)
+    return SentenceVectors(sentences, load_sentence_vectors(scope.collection, sentences))
+
+
 class RerankRetriever:
     """Fetch `candidates` chunks with a first retriever, re-order them with a re-ranker, keep the top k."""
 
@@ -252,7 +258,7 @@ class RerankRetriever:
             reranker = SentenceReranker(
                 None,
                 weight=weight,
-                sentence_vectors=SentenceVectors(open_sentence_index(scope.collection)),
+                sentence_vectors=_sentence_vectors(scope),
                 query_vector=scope.encode,
             )
         elif isinstance(reranker, str):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from rag_helpers import store
@@ -252,6 +253,40 @@ def test_an_unchanged_sentence_index_is_not_read_but_a_relabel_reaches_it(collec
     assert relabelled.updated == relabelled.chunks and relabelled.embedded == 0
     stored = open_sentence_index(collection).get(include=["metadatas"])["metadatas"]
     assert {m["category"] for m in stored} == {"archive"}
+
+
+def test_sentence_vectors_are_snapshotted_for_fast_reranking(collection, model, monkeypatch):
+    from rag_helpers.indexes import load_sentence_vectors, sentence_vectors_path
+    from rag_helpers.rerank import SentenceVectors
+
+    sentences, _ = build_sentence_index(collection, model)
+    snapshot = load_sentence_vectors(collection, sentences)
+    stored = sentences.get(include=["metadatas", "embeddings"])
+    assert snapshot is not None and sum(len(v[0]) for v in snapshot.values()) == len(stored["ids"])
+    for meta, vector in zip(stored["metadatas"], stored["embeddings"]):
+        starts, ends, vectors = snapshot[meta["document_id"]]
+        row = int(np.flatnonzero(starts == meta["start"])[0])
+        assert ends[row] == meta["end"] and np.allclose(vectors[row], vector)
+
+    # Re-ranking reads the snapshot, not Chroma, and scores exactly as Chroma's vectors would.
+    from rag_helpers.registry import make_retriever
+
+    chunks = make_retriever("dense", collection, model)("Is a dog welcome in the office?", 4)
+    from_chroma = SentenceVectors(sentences)(chunks)
+    monkeypatch.setattr(type(sentences), "get", lambda *a, **k: pytest.fail("read Chroma"))
+    from_snapshot = SentenceVectors(sentences, snapshot)(chunks)
+    assert all(np.allclose(a, b) for a, b in zip(from_chroma, from_snapshot, strict=True))
+    monkeypatch.undo()
+
+    # A change writes a new snapshot under the new fingerprint and removes the old one.
+    old_path = next(sentence_vectors_path(collection, "").parent.glob("kw_test__sentences@*.npz"))
+    docs = make_documents(dict(TEXTS, **{"pets.md": "A zebra is welcome in the Porto office."}))
+    ingest(collection, chunk_documents(docs), model, progress=False, documents=docs)
+    sentences, _ = build_sentence_index(collection, model)
+    new_paths = list(old_path.parent.glob("kw_test__sentences@*.npz"))
+    assert len(new_paths) == 1 and new_paths[0] != old_path
+    starts, ends, _ = load_sentence_vectors(collection, sentences)["pets.md"]
+    assert len(starts) == 1 and (starts[0], ends[0]) == (0, len("A zebra is welcome in the Porto office."))
 
 
 def test_update_indexes_builds_both_and_opening_needs_it(collection, model):
