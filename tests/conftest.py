@@ -59,3 +59,19 @@ def build_index(tmp_path_factory, model):
         return root / "db"
 
     return build
+
+
+@pytest.fixture
+def embedded_texts(monkeypatch) -> list[str]:
+    """Every text `store.ingest` embeds during the test (store.embed is wrapped to record them)."""
+    from rag_helpers import store
+
+    texts: list[str] = []
+    real_embed = store.embed
+
+    def recording(batch, *args, **kwargs):
+        texts.extend(batch)
+        return real_embed(batch, *args, **kwargs)
+
+    monkeypatch.setattr(store, "embed", recording)
+    return texts

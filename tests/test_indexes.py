@@ -201,21 +201,15 @@ def test_sentence_chunks_are_slices_of_their_document():
         assert TEXT[c.start : c.end] == c.text and c.metadata == {"category": "root"}
 
 
-def test_the_sentence_index_is_a_second_collection_updated_incrementally(collection, model, monkeypatch):
+def test_the_sentence_index_is_a_second_collection_updated_incrementally(collection, model, embedded_texts):
     assert sentence_collection_name(collection) == "kw_test__sentences"
     sentences, report = build_sentence_index(collection, model)
     assert sentences.name == "kw_test__sentences" and report.embedded == sentences.count() >= collection.count()
     assert open_sentence_index(collection).count() == sentences.count()
     first_count = sentences.count()
 
-    embedded: list[str] = []
-    real_embed = store.embed
-
-    def counting(texts, *args, **kwargs):
-        embedded.extend(texts)
-        return real_embed(texts, *args, **kwargs)
-
-    monkeypatch.setattr(store, "embed", counting)
+    embedded = embedded_texts
+    embedded.clear()
     _, again = build_sentence_index(collection, model)
     assert embedded == [] and again.embedded == 0  # unchanged: nothing embedded
 

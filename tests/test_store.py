@@ -182,26 +182,18 @@ def test_ingest_stores_text_metadata_and_vectors(collection, model):
         np.testing.assert_allclose(stored_vector, vector, atol=1e-6)
 
 
-def test_a_repeated_text_is_embedded_once_across_write_batches(collection, model, monkeypatch):
+def test_a_repeated_text_is_embedded_once_across_write_batches(collection, model, embedded_texts):
     from rag_helpers.base import Chunk
 
     footer = "Questions go to the People team."
     texts = [footer, "Leave is 25 days.", footer, "Parking is free.", footer]
     chunks = [Chunk(f"doc{i}.txt_0", text, f"doc{i}.txt", 0, 0, len(text)) for i, text in enumerate(texts)]
-    embedded: list[str] = []
-    real_embed = store.embed
-
-    def counting(batch, *args, **kwargs):
-        embedded.extend(batch)
-        return real_embed(batch, *args, **kwargs)
-
-    monkeypatch.setattr(store, "embed", counting)
     report = store.ingest(collection, chunks, model, batch_size=2, progress=False)  # 3 write batches
-    assert sorted(embedded) == sorted(set(texts))  # the footer once, not three times
+    assert sorted(embedded_texts) == sorted(set(texts))  # the footer once, not three times
     assert report.embedded == report.added == collection.count() == 5
     stored = collection.get(ids=[c.id for c in chunks], include=["embeddings"])
     by_id = dict(zip(stored["ids"], stored["embeddings"]))
-    expected = real_embed(texts, model, progress=False)
+    expected = embed(texts, model, progress=False)
     for chunk, vector in zip(chunks, expected):
         np.testing.assert_allclose(by_id[chunk.id], vector, atol=1e-6)
 
