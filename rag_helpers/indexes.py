@@ -481,7 +481,7 @@ def build_sentence_index(
     distance = collection_distance(collection)
     config = ((collection.configuration_json or {}).get("embedding_function") or {}).get("config") or {}
     built_from = fingerprint or collection_fingerprint(collection)
-    digest = _sentences_digest(chunks, str(config.get("model_name")), distance)
+    digest = _sentences_digest(chunks, f"{config.get('model_name')} {config.get('precision')}", distance)
     current = _up_to_date_sentences(client, name, built_from, digest)
     if current is not None:
         if not sentence_vectors_path(collection, digest).is_file():  # an index from before snapshots
@@ -507,10 +507,11 @@ def build_sentence_index(
     return sentences, report
 
 
-def _sentences_digest(chunks: Sequence[Chunk], model_name: str, distance: str) -> str:
-    """A hash of what the sentence collection must hold: every sentence's id and stored metadata."""
+def _sentences_digest(chunks: Sequence[Chunk], model: str, distance: str) -> str:
+    """A hash of what the sentence collection must hold: every sentence's id and stored metadata, and
+    the model (name and precision) and distance of its vectors."""
     rows = [[c.id, chunk_metadata(c)] for c in chunks]  # the metadata has the offsets and text hash
-    payload = json.dumps([model_name, distance, rows], ensure_ascii=False, sort_keys=True)
+    payload = json.dumps([model, distance, rows], ensure_ascii=False, sort_keys=True)
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
