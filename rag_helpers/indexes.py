@@ -8,7 +8,9 @@ Two indexes serve the techniques of layer 3, both derived from the chunks Chroma
   changes with the corpus), so a change rebuilds it; that takes well under a second.
 * **sentences:** a second Chroma collection, `<collection>__sentences`, with one vector per
   sentence of every document (`chunking.sentence_spans`), for sentence windows and re-ranking.
-  It is written with `store.ingest`, so only the sentences of changed documents are embedded.
+  It is written with `store.ingest`, so only the sentences of changed documents are embedded,
+  and its vectors are also snapshotted to a NumPy file beside the BM25 index
+  (`sentence_vectors_path`), which re-ranking reads instead of querying Chroma per document.
 
 `update_indexes(collection)` builds or refreshes both (it is what `python -m rag_helpers ingest`
 and `ensure_index` run after ingesting chunks); `open_bm25_index` / `open_sentence_index` only
@@ -332,12 +334,13 @@ def _bm25_folder(collection: Any, fingerprint: str, k1: float, b: float, titles:
 
 def _read_bm25(folder: Path, fingerprint: str) -> BM25Index | None:
     """The index saved in `folder` if it is readable and built from `fingerprint`, else None."""
-    if _saved_bm25_size(folder, fingerprint) is None:
+    if not (folder / "records.json").is_file():
         return None
     try:
-        return BM25Index.load(folder)
+        index = BM25Index.load(folder)
     except (ValueError, OSError, KeyError, json.JSONDecodeError):
         return None  # unreadable or from another version
+    return index if index.fingerprint == fingerprint else None
 
 
 def _saved_bm25_size(folder: Path, fingerprint: str) -> int | None:

@@ -37,10 +37,13 @@ def settings():
 
 @pytest.fixture(scope="module")
 def model(settings):
-    """The course's default model as the notebooks load it (what a learner gets), shadowing conftest's fp32 one."""
+    """The course's default model as the notebooks load it (what a learner gets), shadowing conftest's
+    fp32 one."""
     from rag_helpers.embeddings import load_embedding_model
 
-    return load_embedding_model(settings.embedding_model, device=settings.device, precision=settings.precision)
+    return load_embedding_model(
+        settings.embedding_model, device=settings.device, precision=settings.precision
+    )
 
 
 @pytest.fixture(scope="module")
