@@ -98,6 +98,20 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
+def _index_folder(root: Path) -> Path:
+    """Where Run All builds the index: the test session's shared folder while nothing has built it.
+
+    The root conftest points CHROMA_PATH at a fresh folder for each test session (never the project's
+    chroma_db/). The browser tests run first, so Run All builds the sample index there, showing its
+    progress bars, and the tests and notebooks after it find that index up to date instead of
+    building it again. When it already exists, a private folder keeps the first-run experience.
+    """
+    shared = os.environ.get("CHROMA_PATH")
+    if shared and not Path(shared).exists():
+        return Path(shared)
+    return root / "chroma_db"
+
+
 def _lab_environment(root: Path) -> dict[str, str]:
     """The server's (and so the kernel's) environment: private Jupyter folders and index, no provider."""
     jupyter = root / "jupyter"
@@ -112,7 +126,7 @@ def _lab_environment(root: Path) -> dict[str, str]:
         "JUPYTER_RUNTIME_DIR": str(jupyter / "runtime"),
         "JUPYTERLAB_SETTINGS_DIR": str(jupyter / "settings"),
         "JUPYTERLAB_WORKSPACES_DIR": str(jupyter / "workspaces"),
-        "CHROMA_PATH": str(root / "chroma_db"),  # never the project's index
+        "CHROMA_PATH": str(_index_folder(root)),  # never the project's index
         "HF_HUB_OFFLINE": "1",
         "ANONYMIZED_TELEMETRY": "False",
         # Blank values win over a developer's .env: the offline answerer, whatever is configured.
@@ -139,7 +153,7 @@ def _wait_for_server(process: subprocess.Popen, url: str, log: Path, timeout: fl
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory, browser_available) -> Iterator[Lab]:
-    """JupyterLab on a free loopback port with a random token, serving a trusted copy of notebook 05."""
+    """JupyterLab on a free loopback port with a random token, serving a trusted copy of notebook 07."""
     root = tmp_path_factory.mktemp("lab")
     notebook = shutil.copy(next(NOTEBOOKS.glob("07_*.ipynb")), root)
     env = _lab_environment(root)

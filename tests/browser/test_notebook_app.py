@@ -1,4 +1,4 @@
-"""Notebook 05 in a real browser: Run All Cells in JupyterLab, then use the Q&A app as a learner would.
+"""Notebook 07 in a real browser: Run All Cells in JupyterLab, then use the Q&A app as a learner would.
 
 Elements are found by role, structure and CSS class (the app's `rag-*` classes, ipywidgets' and
 JupyterLab's own), never by the course's wording, so rewriting the notebook's prose does not break them.
@@ -15,7 +15,7 @@ import pytest
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
-# Run All builds the index on a fresh CHROMA_PATH: seconds on a quiet machine, minutes on a busy 2-core one.
+# Run All builds the index in a fresh folder (conftest `_index_folder`): seconds on a quiet machine, minutes on a busy 2-core one.
 RUN_ALL_TIMEOUT_S = float(os.environ.get("RAG_BROWSER_RUN_ALL_TIMEOUT", "900"))
 ASK_TIMEOUT_S = 180.0
 CITATION = re.compile(r"\[\d+(?:\s*,\s*\d+)*\]")
@@ -63,7 +63,7 @@ def page_text(browser) -> str:
 
 @pytest.fixture(scope="module")
 def page(lab, driver):
-    """Notebook 05 open in JupyterLab with its kernel idle, before anything was run."""
+    """Notebook 07 open in JupyterLab with its kernel idle, before anything was run."""
     driver.get(lab.notebook_url())
     wait_for(driver, lambda b: css(b, ".jp-Notebook .jp-CodeCell"), 120, "the notebook's cells")
     wait_for(
