@@ -1,7 +1,7 @@
 """Embedding throughput against this machine's own limit, measured in the same run.
 
     python bench/embedding.py [--corpus DIR] [--limit 160] [--repeats 3] [--device auto]
-                              [--batch-sizes 16 32 64] [--compile] [--json]
+                              [--batch-sizes 16 32 64] [--compile] [--onnx] [--json]
 
 The bound: the model's matrix multiplies (Q, K, V, output, two feed-forward layers) timed as plain
 GEMMs at the model's shapes, in fp32 and bf16; the faster rate divided by the FLOPs of one
@@ -20,7 +20,12 @@ varies from run to run),
 length-sorted batches (already: `embed` sorts by length), `torch.inference_mode`
 (sentence-transformers' `encode` already uses it), bf16 autocast vs bf16 weights where the CPU has
 native bf16 (weights alone drifted to cosine 0.996: the residual stream in bf16), and `--compile`
-(`torch.compile`; its compile time is printed so you can see whether it pays for your corpus).
+(`torch.compile`; its compile time is printed so you can see whether it pays for your corpus),
+and `--onnx`: the ONNX export (`rag_helpers.onnx_encoder`) run by onnxruntime for whole batches,
+in fp32 and quantised to int8 (onnxruntime's dynamic quantisation, int8 weights per channel). The
+issue's bar for an int8 path is a cosine of at least 0.99 (`TARGET_INT8_COSINE`) and unchanged
+retrieval; on the AVX2 machine of README "Performance" it missed it, so `--precision int8` was not
+added.
 Never part of the tests: timings depend on the machine and its load.
 """
 
@@ -30,6 +35,7 @@ import argparse
 import copy
 import json
 import os
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -40,13 +46,14 @@ import torch.nn.functional as F
 
 from rag_helpers.benchmark import describe_machine
 from rag_helpers.chunking import chunk_documents
-from rag_helpers.config import SAMPLE_CORPUS_DIR, SAMPLE_QUESTIONS_PATH
+from rag_helpers.config import DEFAULT_EMBEDDING_MODEL, SAMPLE_CORPUS_DIR, SAMPLE_QUESTIONS_PATH
 from rag_helpers.documents import load_documents
 from rag_helpers.embeddings import (
     cpu_has_native_bf16,
     default_batch_size,
     embed,
     load_embedding_model,
+    packaged_model_dir,
     resolve_device,
     resolve_precision,
 )
@@ -54,6 +61,7 @@ from rag_helpers.questions import load_questions
 
 TARGET_FRACTION = 0.60
 TARGET_COSINE = 0.9999
+TARGET_INT8_COSINE = 0.99  # the issue's bar for an opt-in int8 path
 FULL_CHUNK_CHARS = 900  # chunks at least this long stand for "1000-character chunks"
 QUESTIONS = 10
 
@@ -126,6 +134,36 @@ def compiled(model: Any) -> tuple[Any, float]:
     return copied, time.perf_counter() - start
 
 
+class OnnxBatches:
+    """An ONNX graph behind the small part of the sentence-transformers API that `embed` uses."""
+
+    rag_precision = "fp32"  # no autocast: the graph fixes its own arithmetic
+    device = torch.device("cpu")  # onnxruntime's CPU provider
+
+    def __init__(self, graph: Path) -> None:
+        from rag_helpers.onnx_encoder import OnnxEncoder
+
+        self.encoder = OnnxEncoder(graph, packaged_model_dir(DEFAULT_EMBEDDING_MODEL))
+
+    def get_sentence_embedding_dimension(self) -> int:
+        return int(self.encoder(".").shape[0])
+
+    def encode(self, texts: list[str], **_: Any) -> np.ndarray:
+        return self.encoder.encode(texts)
+
+
+def onnx_variants(folder: Path) -> dict[str, OnnxBatches]:
+    """The fp32 ONNX export, and an int8 copy of it quantised into `folder`."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from rag_helpers.onnx_encoder import export_onnx
+
+    graph = export_onnx()
+    int8 = folder / "int8.onnx"
+    quantize_dynamic(str(graph), str(int8), per_channel=True, weight_type=QuantType.QInt8)
+    return {"onnxruntime fp32": OnnxBatches(graph), "onnxruntime int8": OnnxBatches(int8)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", type=Path, default=SAMPLE_CORPUS_DIR)
@@ -134,6 +172,7 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[16, 32, 64], metavar="N")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile (slow to compile)")
+    parser.add_argument("--onnx", action="store_true", help="also time onnxruntime in fp32 and int8")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args()
     if args.limit < 8 or args.repeats < 1 or min(args.batch_sizes) < 1:
@@ -170,6 +209,10 @@ def main() -> None:
     if args.compile:
         model, compile_seconds = compiled(default)
         variants[f"torch.compile {default_precision}, batch 16"] = (model, 16)
+    if args.onnx:
+        scratch = tempfile.TemporaryDirectory(prefix="bench_onnx_")  # the int8 graph, until main returns
+        for name, model in onnx_variants(Path(scratch.name)).items():
+            variants[f"{name}, batch 16"] = (model, 16)
 
     reference = embed(texts, fp32, batch_size=16, progress=False)
     reference_top = top5(reference, embed(questions, fp32, progress=False))
@@ -241,6 +284,14 @@ def main() -> None:
         print(
             f"{row['variant']:<34}{row['chunks_per_s']:>10.1f}{row['fraction_of_bound']:>10.0%}"
             f"{row['cosine_min']:>12.6f}{'yes' if row['same_top5'] else 'NO':>12}"
+        )
+    int8 = next((r for r in results if r["variant"].startswith("onnxruntime int8")), None)
+    if int8 is not None:
+        ok = int8["cosine_min"] >= TARGET_INT8_COSINE and int8["same_top5"]
+        print(
+            f"\nint8: {int8['chunks_per_s'] / ours['chunks_per_s']:.2f}x our default at cosine "
+            f"{int8['cosine_min']:.4f} (an int8 path needs >= {TARGET_INT8_COSINE} and the same top-5: "
+            f"{'met' if ok else 'NOT met'})"
         )
     print(
         f"\nFigure: {ours['chunks_per_s']:.1f} chunks/s = {ours['fraction_of_bound']:.0%} of the bound "
