@@ -128,7 +128,8 @@ def bf16_weights(model: Any) -> Any:
 def compiled(model: Any) -> tuple[Any, float]:
     """A copy of `model` whose transformer runs through `torch.compile`, and the compile time."""
     copied = copy.deepcopy(model)
-    copied[0].auto_model = torch.compile(copied[0].auto_model, dynamic=True)
+    # sentence-transformers 6 keeps the transformer in `.model` (`.auto_model` is a read-only alias).
+    copied[0].model = torch.compile(copied[0].model, dynamic=True)
     start = time.perf_counter()
     embed(["compile " * 200, "warm up"], copied, progress=False)
     return copied, time.perf_counter() - start
