@@ -23,10 +23,11 @@ def pytest_collection_modifyitems(items):
 
 
 # --- One course index for the session ------------------------------------------------------------
-# The notebooks (nbval's kernels inherit this process's environment) and the tests that use the
-# course's own settings share one fresh index folder for the whole run, never the developer's
-# chroma_db/: the first of them to need the sample corpus's index builds it (tests run before
-# notebooks, so tests/test_offline_answers.py does), and every later one finds it up to date.
+# The notebooks (nbval's kernels inherit this process's environment), the browser tests' JupyterLab
+# and the tests that use the course's own settings share one fresh index folder for the whole run,
+# never the developer's chroma_db/: the first of them to need the sample corpus's index builds it
+# (tests/browser/ runs first, then tests/test_offline_answers.py, then the notebooks), and every later
+# one finds it up to date.
 # An environment variable wins over .env (config.Settings.load), so this also holds with a .env.
 _SESSION_INDEX_ROOT: Path | None = None
 
