@@ -6,10 +6,10 @@ The original data set (347 AWS case studies, 3611 chunks) cannot be downloaded h
 targets are set at its size. This writes the sample corpus to OUT, then adds real prose that answers
 none of the sample questions: the long descriptions of the Python packages installed in this
 environment (their METADATA, i.e. their READMEs), then their Markdown, reStructuredText and text
-files (documentation, templates, a few data lists), in name order, until the default splitter makes at least `--chunks` chunks. The
-sample questions stay answerable, so `bench/retrievers.py --corpus OUT` measures latency at that size
-and shows what the distractors do to retrieval quality. The files differ between environments:
-the script prints what it wrote.
+files (documentation, templates, a few data lists), in name order, until the default splitter makes
+at least `--chunks` chunks. The sample questions stay answerable, so `bench/retrievers.py --corpus
+OUT` measures latency at that size and shows what the distractors do to retrieval quality. The files
+differ between environments: the script prints what it wrote.
 """
 
 from __future__ import annotations
