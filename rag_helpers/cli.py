@@ -326,8 +326,9 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
 
 def _collection_model_info(collection: object) -> dict[str, object]:
     """What `describe_model` says, read from the collection when the model was not loaded."""
-    function = (getattr(collection, "configuration_json", None) or {}).get("embedding_function") or {}
-    config = function.get("config") or {}
+    from .store import stored_model_config
+
+    config = stored_model_config(collection)
     return {"name": config.get("model_name"), "precision": config.get("precision"), "loaded": False}
 
 
@@ -519,9 +520,9 @@ def gate_threshold(args: argparse.Namespace, settings: Settings) -> float | None
 def _collection_model(collection: object, settings: Settings) -> object:
     """The embedding model a collection was built with (the cached instance its queries use)."""
     from .embeddings import load_embedding_model
+    from .store import stored_model_config
 
-    function = (getattr(collection, "configuration_json", None) or {}).get("embedding_function") or {}
-    config = function.get("config") or {}
+    config = stored_model_config(collection)
     return load_embedding_model(
         config.get("model_name") or settings.embedding_model,
         device=settings.device,

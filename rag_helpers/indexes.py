@@ -53,6 +53,7 @@ from .store import (
     needs_model,
     open_collection,
     read_collection,
+    stored_model_config,
 )
 
 CACHE_FOLDER = "rag_helpers_bm25"
@@ -343,9 +344,18 @@ def _read_bm25(folder: Path, fingerprint: str) -> BM25Index | None:
     return index if index.fingerprint == fingerprint else None
 
 
-def _saved_bm25_size(folder: Path, fingerprint: str) -> int | None:
-    """How many chunks the index saved in `folder` holds, if it is of this format and built from
-    `fingerprint`; None otherwise. Reads only its records, so it imports no bm25s."""
+def _saved_bm25_size(
+    collection: Any,
+    fingerprint: str,
+    *,
+    cache_dir: str | Path | None = None,
+    k1: float = DEFAULT_K1,
+    b: float = DEFAULT_B,
+    titles: bool = True,
+) -> int | None:
+    """How many chunks the collection's saved BM25 index holds, if it is of this format and built
+    from `fingerprint`; None otherwise. Reads only its records, so it imports no bm25s."""
+    folder = _bm25_folder(collection, fingerprint, k1, b, titles, cache_dir)
     try:
         records = json.loads((folder / "records.json").read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
@@ -482,7 +492,7 @@ def build_sentence_index(
     client = client_of(collection)
     name = sentence_collection_name(collection)
     distance = collection_distance(collection)
-    config = ((collection.configuration_json or {}).get("embedding_function") or {}).get("config") or {}
+    config = stored_model_config(collection)
     built_from = fingerprint or collection_fingerprint(collection)
     digest = _sentences_digest(chunks, f"{config.get('model_name')} {config.get('precision')}", distance)
     current = _up_to_date_sentences(client, name, built_from, digest)
@@ -646,8 +656,7 @@ def update_indexes(
     (default: rebuilt from the chunks) are the texts the sentences are cut from.
     """
     fingerprint = collection_fingerprint(collection)
-    folder = _bm25_folder(collection, fingerprint, DEFAULT_K1, DEFAULT_B, True, None)
-    size, rebuilt = _saved_bm25_size(folder, fingerprint), False
+    size, rebuilt = _saved_bm25_size(collection, fingerprint), False
     if size is None:  # build it; an up-to-date index is left unread (and bm25s unimported)
         index, rebuilt = build_bm25_index(collection, fingerprint=fingerprint)
         size = len(index)

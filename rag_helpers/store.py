@@ -232,6 +232,11 @@ def _persisted_function(collection: Collection) -> dict[str, Any] | None:
     return (collection.configuration_json or {}).get("embedding_function")
 
 
+def stored_model_config(collection: Collection) -> dict[str, Any]:
+    """What a collection stores about the model that built it (`model_name`, `precision`); {} if nothing."""
+    return (_persisted_function(collection) or {}).get("config") or {}
+
+
 def _check_ours(collection: Collection) -> dict[str, Any]:
     persisted = _persisted_function(collection) or {}
     if persisted.get("type") == "known" and persisted.get("name") == EMBEDDING_FUNCTION_NAME:
@@ -336,7 +341,7 @@ def query_encoder(collection: Collection, model: Any = None) -> QueryEncoder:
     if isinstance(model, QueryEncoder):
         return model
     if model is None:
-        name = _model_name(collection)
+        name = stored_model_config(collection).get("model_name")
         fast = (lambda: load_onnx_encoder(name)) if name else None
         return QueryEncoder(load=lambda: collection_model(collection), fast=fast)
     if getattr(model, "rag_precision", "fp32") != "fp32":  # a model loaded for bf16 or fp16 keeps it
@@ -393,14 +398,9 @@ def read_collection(
         offset += len(page["ids"])
 
 
-def _model_name(collection: Collection) -> str | None:
-    """The name of the embedding model a collection was built with, as stored in its config."""
-    return ((_persisted_function(collection) or {}).get("config") or {}).get("model_name")
-
-
 def collection_model(collection: Collection) -> Any:
     """The embedding model (and precision) a collection was built with, loaded from its stored config."""
-    config = (_persisted_function(collection) or {}).get("config") or {}
+    config = stored_model_config(collection)
     if not config.get("model_name"):
         raise ValueError(
             f"Collection {collection.name!r} does not say which embedding model built it: pass model=..."
@@ -498,7 +498,7 @@ def _embed_once(
 
 
 def _check_model(collection: Collection, model: Any) -> None:
-    config = ((_persisted_function(collection) or {}).get("config")) or {}
+    config = stored_model_config(collection)
     built_with, given = config.get("model_name"), getattr(model, "rag_name", None)
     if built_with and given and built_with != given:
         raise ValueError(
@@ -522,7 +522,7 @@ def needs_model(
         collection = client.get_collection(name, embedding_function=None)
     except (NotFoundError, InvalidArgumentError, ValueError):
         return True
-    config = (_persisted_function(collection) or {}).get("config") or {}
+    config = stored_model_config(collection)
     if config.get("model_name") != model_name or collection_distance(collection) != distance:
         return True
     stored = existing_metadata(collection)
