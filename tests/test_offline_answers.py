@@ -1,8 +1,9 @@
 """The offline answerer on the sample corpus: does the extracted answer quote the evidence?
 
-The index is built with `indexes.ensure_index` into the course's index folder, as the notebooks build
-it (real Chroma, real model at the default precision: bf16 on CPUs with native bf16, which is 3-4x
-faster than fp32 there), so the notebooks that run after the tests find it built; questions come from
+The index comes from `indexes.ensure_index` in the course's index folder, as the notebooks get it (real
+Chroma, real model at the default precision: bf16 on CPUs with native bf16, which is 3-4x faster than
+fp32 there): in a full run the browser test has built it and it is found up to date, and run alone
+this test builds it, which the notebooks after it then reuse; questions come from
 data/sample_questions.jsonl, and every answer goes through `pipeline.answer_question` with k=5.
 """
 
