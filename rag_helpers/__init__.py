@@ -33,6 +33,7 @@ LAYERS: dict[str, int] = {
     "chunking": 1,
     "embeddings": 1,
     "onnx_encoder": 1,
+    "local_models": 1,
     "store": 2,
     "indexes": 2,
     "dense": 3,
