@@ -6,6 +6,7 @@ exactly where it came from and later notebooks can cite and highlight the source
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -364,6 +365,27 @@ class SentenceSplitter:
 # --- From documents to chunks ----------------------------------------------------------------
 
 
+# Document metadata key (set by `documents` for PDFs): where each page starts in the text.
+PAGE_STARTS = "page_starts"
+# Chunk metadata computed from it; never copied from a document's own metadata.
+PAGE_KEYS = ("page", "page_end")
+
+
+def page_at(page_starts: Sequence[int], offset: int) -> int:
+    """The page (1-based) that character `offset` lies on, given the offset where each page starts."""
+    return max(1, bisect.bisect_right(page_starts, offset))
+
+
+def page_span(text: str, page_starts: Sequence[int], start: int, end: int) -> dict[str, int]:
+    """`{"page": p, "page_end": q}`: the pages of the first and last non-blank character of text[start:end]."""
+    piece = text[start:end]
+    first = start + len(piece) - len(piece.lstrip())
+    last = start + len(piece.rstrip()) - 1
+    if last < first:  # only whitespace: where it starts
+        first = last = start
+    return {"page": page_at(page_starts, first), "page_end": page_at(page_starts, last)}
+
+
 def chunk_documents(
     documents: Iterable[Document],
     splitter: Splitter | Callable[[str], list[Span]] | None = None,
@@ -372,11 +394,19 @@ def chunk_documents(
     """Split each document; chunk ids are `f"{document.id}_{i}"`, as in the original tutorial.
 
     `id_format` names the chunks otherwise (the sentence index uses "{document}#s{index}").
+    Each chunk carries its document's metadata. A document with page offsets (a PDF's
+    `metadata["page_starts"]`) gives each chunk the scalar `page` and `page_end` instead (1-based:
+    the pages its first and last characters lie on), since a vector store keeps only scalars.
     """
     splitter = splitter or CharacterSplitter()
     chunks = []
     for document in documents:
+        page_starts = document.metadata.get(PAGE_STARTS)
+        shared = {k: v for k, v in document.metadata.items() if k != PAGE_STARTS and k not in PAGE_KEYS}
         for i, (start, end) in enumerate(splitter(document.text)):
+            metadata = dict(shared)
+            if page_starts:
+                metadata.update(page_span(document.text, page_starts, start, end))
             chunks.append(
                 Chunk(
                     id=id_format.format(document=document.id, index=i),
@@ -385,7 +415,7 @@ def chunk_documents(
                     index=i,
                     start=start,
                     end=end,
-                    metadata=dict(document.metadata),
+                    metadata=metadata,
                 )
             )
     return chunks

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from rag_helpers.chunking import page_at
 from rag_helpers.config import SAMPLE_CORPUS_DIR, SAMPLE_QUESTIONS_PATH
 from rag_helpers.documents import load_documents
 from rag_helpers.questions import KINDS, UNANSWERABLE, load_questions, question_set_stats, validate_questions
@@ -58,3 +59,21 @@ def test_a_third_of_the_evidence_lies_deep_in_its_document(stats):
 def test_most_documents_are_covered(stats):
     covered = stats["documents_covered"] / stats["documents"]
     assert covered >= MIN_COVERED_FRACTION, f"documents without a question: {stats['uncovered_documents']}"
+
+
+def test_pdfs_and_html_pages_are_in_the_corpus_and_asked_about(questions, documents):
+    """The sample corpus has PDFs (one with three pages or more) and HTML pages, each with a question,
+    and some evidence lies beyond a PDF's first page, so a citation's page number matters."""
+    by_id = {d.id: d for d in documents}
+    pdfs = [d for d in documents if d.metadata["extension"] == "pdf"]
+    pages = [d for d in documents if d.metadata["extension"] in ("html", "htm")]
+    assert len(pdfs) >= 3 and len(pages) >= 3
+    assert max(d.metadata["pages"] for d in pdfs) >= 3
+    asked = {q.doc for q in questions if q.answerable}
+    assert [d.id for d in pdfs + pages if d.id not in asked] == []
+    evidence_pages = [
+        page_at(by_id[q.doc].metadata["page_starts"], by_id[q.doc].text.index(q.evidence))
+        for q in questions
+        if q.answerable and q.doc.endswith(".pdf")
+    ]
+    assert max(evidence_pages) >= 3 and sum(page > 1 for page in evidence_pages) >= 3
