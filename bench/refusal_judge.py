@@ -21,7 +21,7 @@ import numpy as np
 
 from rag_helpers.config import PROJECT_ROOT, SAMPLE_CORPUS_DIR, Settings
 from rag_helpers.embeddings import load_embedding_model
-from rag_helpers.indexes import ensure_index
+from rag_helpers.ingest import ensure_index
 from rag_helpers.local_llm import LocalLLM
 from rag_helpers.questions import load_questions
 from rag_helpers.registry import DEFAULT_RETRIEVER, make_retriever

@@ -24,7 +24,7 @@ from rag_helpers.evaluation import compare_retrievers, evaluate
 from rag_helpers.reporting import latency_p50, leaderboard_rows, leaderboard_table
 from rag_helpers.questions import load_questions
 from rag_helpers.registry import DEFAULT_RETRIEVER, RETRIEVERS, make_retriever
-from rag_helpers.indexes import ensure_index
+from rag_helpers.ingest import ensure_index
 
 TARGET_P50_MS, TARGET_P95_MS = 30, 60  # the default retriever, per query, on 3611 chunks
 

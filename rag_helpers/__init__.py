@@ -1,25 +1,14 @@
 """Helpers for the hands-on RAG course: one module per stage, in layers the data flows through.
 
+    files -> Document -> Chunk -> vectors -> indexes -> hits -> prompt -> answer -> scores
+
+Layers, bottom up: L0 base types and settings, L1 stages (loading, chunking, embedding), L2 the
+store and ingest (every index), L3 retrieval techniques, L4 the retriever registry, L5 answering
+(prompts and the answerers), L6 the pipeline, L7 evaluation, L8 faces (app, CLI, benchmarks).
 A module imports only from its own layer or the layers below it, and no two modules import each
-other, directly or round a loop (tests/test_layering.py checks every import, including those
-inside functions, against `LAYERS`):
-
-- L0 base: `base` (Document, Chunk, the hit type, the Retriever protocol, the query check), `config`.
-- L1 stages: `documents` (loading, metadata), `metadata`, `chunking` (every splitter, the one
-  sentence splitter), `embeddings` (model loading, precision, batching, the query encoder),
-  `onnx_encoder` (the packaged model exported to ONNX: questions embedded without torch).
-- L2 store: `store` (Chroma client, collections, ingest, dense search), `indexes` (the BM25 and
-  sentence indexes, built and kept in step by ingest, opened by retrievers).
-- L3 techniques, each with its retriever: `dense`, `keyword` (BM25), `fusion` (RRF, weighted,
-  hybrid), `mmr`, `rerank`, `windows` (sentence windows, small-to-big), `query_expansion`.
-- L4 registry: `registry` (retriever names to constructors).
-- L5 generation: `prompts`, `generation`, `local_llm`, `extractive` (the extractive answerer).
-- L6 pipeline: `pipeline` (retrieve, gate, prompt, generate or extract).
-- L7 evaluation: `questions`, `evaluation`, `answer_metrics`, `answer_report`,
-  `reporting` (tables, HTML, plots, the leaderboard).
-- L8 faces: `widget`, `environment`, `cli`, `benchmark`, `exercises`, `__main__`.
-
-Data flows one way: files -> Document -> Chunk -> vectors -> indexes -> hits -> prompt -> answer -> scores.
+other, directly or round a loop: `LAYERS` below is the one list of every module with its layer,
+tests/test_layering.py checks every import against it, and docs/architecture.md is generated from
+it and the modules' docstrings (`python scripts/architecture_doc.py`).
 """
 
 __version__ = "0.1.0"
@@ -34,8 +23,11 @@ LAYERS: dict[str, int] = {
     "embeddings": 1,
     "onnx_encoder": 1,
     "local_models": 1,
+    "text": 1,
     "store": 2,
-    "indexes": 2,
+    "keyword_index": 2,
+    "sentence_index": 2,
+    "ingest": 2,
     "dense": 3,
     "keyword": 3,
     "fusion": 3,
@@ -44,8 +36,10 @@ LAYERS: dict[str, int] = {
     "windows": 3,
     "query_expansion": 3,
     "registry": 4,
+    "answers": 5,
     "prompts": 5,
     "generation": 5,
+    "backends": 5,
     "local_llm": 5,
     "extractive": 5,
     "pipeline": 6,

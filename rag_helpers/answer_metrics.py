@@ -14,21 +14,22 @@ Every metric is written by hand and runs offline, without a language model or to
   the sentence is copied. See `support_score` and `calibrate_support_threshold`.
 * **citations**: precision (share of cited sources that hold the evidence quote, or at least half
   of it at a chunk boundary) and recall (1 when a source holding the evidence is cited).
-* **refusals**: whether the answer opens by saying it does not know (`is_refusal`).
+* **refusals**: whether the answer refused: its `refused` field, or for an answer known only as
+  text, whether it opens by saying it does not know (`is_refusal`).
 """
 
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .answers import CITATION_PATTERN, parse_citations, says_dont_know
 from .extractive import EXTRACTED_LABEL
-from .prompts import CITATION_PATTERN, parse_citations
 from .questions import Question
+from .text import STOPWORDS, fold, light_stem
 
 # Calibrated with `calibrate_support_threshold` on the sample set (notebook 15 shows how): the 106
 # sentences of the reference answers against the chunk holding their evidence (supported: 78% reach
@@ -61,13 +62,6 @@ _NUMBER_WORDS = {
 _MULTIPLIERS = {
     "k": 1_000, "thousand": 1_000, "m": 1_000_000, "million": 1_000_000, "bn": 10**9, "billion": 10**9
 }
-STOPWORDS = frozenset(
-    """a an the and or but if of to in on at by for with from as is are was were be been being it its
-    this that these those there here which who whom whose what when where why how do does did not no
-    can could should would may might must shall will so than then too very also only just any all
-    each per into about over under up out i you he she we they them their our your his her my me us
-    has have had having such same other more most some""".split()
-)
 # Words that open a sentence with a capital without being names.
 _COMMON_OPENERS = STOPWORDS | {"yes", "within", "after", "before", "during", "under", "employees", "only"}
 
@@ -93,28 +87,8 @@ _TIME = re.compile(r"\b(?P<h>\d{1,2}):(?P<m>\d{2})\b")
 _NUMBER = re.compile(rf"(?<![\w.])(?P<n>{_NUM})(?![\w])")
 _IDENTIFIER = re.compile(r"\b(?=[\w-]*[A-Za-z])(?=[\w-]*\d)[A-Za-z][\w-]*\b")  # TPv2, S3, pg-eu-02
 _CAPITALISED = re.compile(r"\b[A-Z][\w'’&-]*(?:\s+(?:of|de|da|du|&)?\s*[A-Z][\w'’&-]*)*")
-_REFUSAL = re.compile(
-    r"\b(?:i|we)\s+(?:do\s+not|don't|dont|cannot|can't)\s+know\b"
-    r"|\b(?:sources?|documents?|context|passages?|excerpts?|texts?|information)"
-    r"(?:\s+(?:provided|given|above))?"
-    r"\s+(?:do|does|did)\s*(?:not|n't)\s+(?:seem\s+to\s+|appear\s+to\s+)?"
-    r"(?:contain|include|mention|say|state|specify|provide|cover|answer|address)\b"
-    r"|\bno\s+(?:relevant\s+)?information\s+(?:about|on|regarding)\b"
-    r"|\b(?:cannot|can't|can\s+not|unable\s+to)\s+(?:find|determine|answer|tell)\b"
-    r"|\bnot\s+(?:mentioned|stated|specified|provided|covered|found|given)\s+in\s+the\s+"
-    r"(?:sources?|documents?|context)\b"
-    r"|\bnothing\s+to\s+extract\b",
-    re.IGNORECASE,
-)
-
 
 # --- Normalising text -------------------------------------------------------------------------
-
-
-def fold(text: str) -> str:
-    """Lower-case `text` and strip accents ("Montréal" -> "montreal")."""
-    decomposed = unicodedata.normalize("NFKD", text.casefold())
-    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
 
 
 def strip_answer(text: str) -> str:
@@ -134,14 +108,11 @@ def normalise_tokens(text: str) -> list[str]:
 
 
 def content_tokens(text: str) -> list[str]:
-    """Normalised words without stop words, plurals cut ("claims" -> "claim"): what a source must hold."""
-    return [_singular(token) for token in normalise_tokens(text) if token not in STOPWORDS]
+    """Normalised words without stop words, stemmed ("claims" -> "claim"): what a source must hold.
 
-
-def _singular(token: str) -> str:
-    if len(token) > 3 and token.endswith("s") and not token.endswith("ss") and not token.isdigit():
-        return token[:-1]
-    return token
+    The stop words and the stemmer are keyword search's (`text`), so both read words alike.
+    """
+    return [light_stem(token) for token in normalise_tokens(text) if token not in STOPWORDS]
 
 
 # --- Correctness ------------------------------------------------------------------------------
@@ -340,10 +311,11 @@ def citation_scores(
 
 
 def is_refusal(answer: str) -> bool:
-    """True when the answer's first sentence says the sources do not hold the answer ("I don't know")."""
-    text = strip_answer(answer).strip()
-    first = re.split(r"(?<=[.!?:])\s+", text, maxsplit=1)[0] if text else ""
-    return bool(_REFUSAL.search(first))
+    """True when the answer's text opens by saying the sources do not hold the answer ("I don't know").
+
+    For answers known only as text (an answers file); an `answers.Answer` says so in `refused`.
+    """
+    return says_dont_know(strip_answer(answer))
 
 
 # --- One answer -----------------------------------------------------------------------------------
@@ -399,9 +371,14 @@ def score_answer(
     sources: Sequence[str],
     latency_ms: float | None = None,
     threshold: float = SUPPORT_THRESHOLD,
+    refused: bool | None = None,
 ) -> AnswerScores:
-    """Score one answer to `question`, given the source texts it was given ([n] first)."""
-    refused = is_refusal(answer)
+    """Score one answer to `question`, given the source texts it was given ([n] first).
+
+    `refused` is whether the answer is a refusal when known (an `Answer.refused`); None reads it
+    from the text (`is_refusal`).
+    """
+    refused = is_refusal(answer) if refused is None else refused
     precision, recall = citation_scores(answer, sources, question.evidence)
     reference = reference_of(question)
     answerable = question.answerable
@@ -426,14 +403,12 @@ def _round(value: float | None, digits: int = 4) -> float | None:
 
 
 __all__ = [
-    "STOPWORDS",
     "SUPPORT_THRESHOLD",
     "AnswerScores",
     "answer_sentences",
     "calibrate_support_threshold",
     "citation_scores",
     "content_tokens",
-    "fold",
     "groundedness",
     "holds_evidence",
     "is_refusal",

@@ -7,7 +7,8 @@
 
 An answers file (bring your own RAG system) has one JSON object per line:
 `{"q": ..., "answer": ..., "contexts": [the source texts the model was given, in order]}`, with an
-optional `"latency_ms"`; each line is matched to the question with the same `q`.
+optional `"latency_ms"` and `"refused"` (true/false; when absent, read from the answer's text);
+each line is matched to the question with the same `q`.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ class AnswerRecord:
     answer: str
     contexts: tuple[str, ...] = ()
     latency_ms: float | None = None
+    refused: bool | None = None  # None: not known, read from the answer's text when scoring
     line: int | None = field(default=None, compare=False)  # where it was read from, for errors
 
     def to_dict(self) -> dict[str, Any]:
@@ -55,6 +57,8 @@ class AnswerRecord:
         data: dict[str, Any] = {"q": self.q, "answer": self.answer, "contexts": list(self.contexts)}
         if self.latency_ms is not None:
             data["latency_ms"] = round(self.latency_ms, 1)
+        if self.refused is not None:
+            data["refused"] = self.refused
         return data
 
 
@@ -75,7 +79,10 @@ def parse_answer(line: str, where: str = "answer", line_number: int | None = Non
     latency = obj.get("latency_ms")
     if latency is not None and (isinstance(latency, bool) or not isinstance(latency, (int, float))):
         raise AnswerFileError(f'{where}: "latency_ms" must be a number of milliseconds.')
-    return AnswerRecord(obj["q"], obj["answer"], tuple(contexts), latency, line_number)
+    refused = obj.get("refused")
+    if refused is not None and not isinstance(refused, bool):
+        raise AnswerFileError(f'{where}: "refused" must be true or false.')
+    return AnswerRecord(obj["q"], obj["answer"], tuple(contexts), latency, refused, line_number)
 
 
 def load_answers(path: str | Path) -> list[AnswerRecord]:
@@ -123,7 +130,7 @@ def per_kind(questions: Sequence[Question], n: int) -> list[Question]:
 def generate_answers(
     questions: Sequence[Question], answer_fn: Callable[[str], Any], progress: bool | None = None
 ) -> list[AnswerRecord]:
-    """Ask `answer_fn` (question text -> `generation.Answer`) every question, timing each answer."""
+    """Ask `answer_fn` (question text -> `answers.Answer`) every question, timing each answer."""
     records = []
     show = len(questions) >= 20 if progress is None else progress
     for question in tqdm(questions, desc="Answering", unit="question", disable=not show):
@@ -131,7 +138,7 @@ def generate_answers(
         answer = answer_fn(question.q)
         latency_ms = (time.perf_counter() - started) * 1000
         contexts = tuple(source.text for source in answer.context)
-        records.append(AnswerRecord(question.q, answer.text, contexts, latency_ms))
+        records.append(AnswerRecord(question.q, answer.text, contexts, latency_ms, answer.refused is not None))
     return records
 
 
@@ -154,7 +161,9 @@ def score_answers(
         if key in seen:
             raise AnswerFileError(f"{where}: question {record.q!r} is answered twice.")
         seen.add(key)
-        results.append(score_answer(question, record.answer, record.contexts, record.latency_ms, threshold))
+        results.append(score_answer(
+            question, record.answer, record.contexts, record.latency_ms, threshold, refused=record.refused
+        ))
     return AnswerReport(results, name=name, unanswered=len(questions) - len(results))
 
 

@@ -1,8 +1,8 @@
-"""Shared types every stage uses: `Document`, `Chunk`, the retrieved hit, the `Retriever` protocol.
+"""Shared types every stage uses: `Document`, `Chunk`, the retrieved hit, the `Retriever` protocol, `Prompt`.
 
 This is the bottom layer (L0, with `config`): it imports nothing from the package, and no other
 module defines or guesses these shapes. Data flows one way through them:
-files -> `Document` -> `Chunk` -> vectors -> indexes -> `RetrievedChunk` hits -> prompt -> answer.
+files -> `Document` -> `Chunk` -> vectors -> indexes -> `RetrievedChunk` hits -> `Prompt` -> answer.
 """
 
 from __future__ import annotations
@@ -83,6 +83,29 @@ class Retriever(Protocol):
     def __call__(self, query: str, k: int = 5) -> Sequence[RetrievedChunk]: ...
 
 
+Message = dict[str, str]  # one chat message: {"role": "system" | "user" | "assistant", "content": ...}
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """What an answerer is given: chat messages, the chunks they number, and the question itself.
+
+    Source [n] of the messages is `chunks[n-1]`. `question_vector` is the question's embedding when
+    the pipeline computed it already (an answerer that needs it then does not embed it again).
+    `dropped` and `truncated` say what a length budget left out; `notes` says so in words.
+    A bare chat request is `Prompt(messages)`.
+    """
+
+    messages: list[Message]
+    chunks: tuple[RetrievedChunk | Chunk, ...] = ()
+    question: str = ""
+    question_vector: Any = field(default=None, repr=False, compare=False)
+    dropped: tuple[RetrievedChunk | Chunk, ...] = ()
+    truncated: bool = False
+    style: str = "grounded"
+    notes: tuple[str, ...] = ()
+
+
 def check_query(query: str, k: int) -> None:
     """Raise a clear error for an empty/non-string query or a k that is not a positive integer."""
     if not isinstance(query, str):
@@ -95,4 +118,6 @@ def check_query(query: str, k: int) -> None:
         raise ValueError(f"k must be a positive whole number, got {k!r}")
 
 
-__all__ = ["CHUNK_KEYS", "Chunk", "Document", "Retriever", "RetrievedChunk", "Span", "check_query"]
+__all__ = [
+    "CHUNK_KEYS", "Chunk", "Document", "Message", "Prompt", "Retriever", "RetrievedChunk", "Span", "check_query",
+]

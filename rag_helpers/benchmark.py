@@ -1,4 +1,4 @@
-"""Ingestion benchmark: the original tutorial's one-at-a-time pipeline against batched `store.ingest`.
+"""Ingestion benchmark: the original tutorial's one-at-a-time pipeline against batched `ingest.ingest`.
 
 Both run in one process on the same chunks, each into its own temporary collection, which is
 deleted afterwards: the user's index is never touched. Run it with `make bench`,
@@ -7,8 +7,6 @@ deleted afterwards: the user's index is never touched. Run it with `make bench`,
 
 from __future__ import annotations
 
-import os
-import platform
 import tempfile
 import time
 import uuid
@@ -19,39 +17,16 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .chunking import chunk_documents
-from .config import SAMPLE_CORPUS_DIR, Settings
+from .config import Settings
 from .documents import load_documents
 from .embeddings import describe_model, embed, load_embedding_model
 from .evaluation import timed_queries
-from .store import delete_collection, get_client, get_collection, ingest, retrieve
+from .environment import describe_machine
+from .ingest import ingest
+from .store import delete_collection, get_client, get_collection, retrieve
 
 TARGET_SPEEDUP = 4.0  # end to end, against the original pipeline, on CPU
 TARGET_RERUN_FRACTION = 0.02  # a re-run over an unchanged corpus, against the first run
-
-
-def describe_machine() -> dict[str, Any]:
-    """CPU model, core count, torch threads and GPU (if any), for labelling figures."""
-    import torch
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {
-        "cpu": cpu,
-        "cores": cores,
-        "torch_threads": torch.get_num_threads(),
-        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        # Other processes competing for the CPU slow every figure down; the load average shows it.
-        "load_average_1min": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-    }
 
 
 def _rate(count: int, seconds: float) -> float:
@@ -95,7 +70,7 @@ def run_original(collection: Any, chunks: list[Any], model: Any, progress: bool 
 
 
 def run_ours(collection: Any, chunks: list[Any], model: Any, progress: bool = True) -> dict[str, Any]:
-    """`store.ingest` with default settings, then a second run over the unchanged chunks."""
+    """`ingest.ingest` with default settings, then a second run over the unchanged chunks."""
     first = ingest(collection, chunks, model, progress=progress)
     second = ingest(collection, chunks, model, progress=False)
     return {
@@ -128,8 +103,8 @@ def query_latency(collection: Any, queries: list[str], k: int = 5) -> dict[str, 
 
 
 def run_ingest_benchmark(
-    corpus_dir: str | Path = SAMPLE_CORPUS_DIR,
-    settings: Settings | None = None,
+    corpus_dir: str | Path,
+    settings: Settings,
     client: Any = None,
     queries: int = 50,
     progress: bool = True,
@@ -139,7 +114,6 @@ def run_ingest_benchmark(
     `client` defaults to a fresh embedded index in a temporary folder. Whatever the client, the
     benchmark writes only to two collections with random names and deletes them at the end.
     """
-    settings = settings or Settings.load()
     machine = describe_machine()
     start = time.perf_counter()
     documents = load_documents(corpus_dir, progress=False)
@@ -171,7 +145,7 @@ def run_ingest_benchmark(
                 delete_collection(client, name)
 
     speedup = original["total_seconds"] / ours["total_seconds"] if ours["total_seconds"] else float("inf")
-    machine["load_average_1min_end"] = describe_machine()["load_average_1min"]
+    machine["load_average_end"] = describe_machine()["load_average"]
     return {
         "machine": machine,
         "model": describe_model(our_model),
@@ -200,10 +174,10 @@ def format_benchmark(result: dict[str, Any]) -> str:
     original, ours, query = result["original"], result["ours"], result["query"]
     device = result["model"]["device"]
     lines = [
-        f"Machine: {machine['cpu']}, {machine['cores']} cores"
-        + (f", GPU {machine['gpu']}" if machine["gpu"] else "")
-        + f"; model on {device}; load average {machine['load_average_1min']} at start, "
-        f"{machine['load_average_1min_end']} at end",
+        f"Machine: {machine['cpu']} ({machine['cpu_kind']}), {machine['cores']} cores"
+        + (f", GPU {', '.join(machine['gpus'])}" if machine["gpus"] else "")
+        + f"; model on {device}; load average {machine['load_average']} at start, "
+        f"{machine['load_average_end']} at end",
         f"Corpus: {corpus['documents']} documents, {corpus['chunks']} chunks ({corpus['folder']})",
         "",
         f"{'pipeline':<34}{'embed chunks/s':>16}{'write chunks/s':>16}{'total s':>10}",

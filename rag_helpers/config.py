@@ -7,7 +7,7 @@ shows its value in `repr`, `str`, logs, tracebacks or notebook output.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -26,11 +26,18 @@ DEFAULT_CHROMA_PATH = PROJECT_ROOT / "chroma_db"
 DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 DEFAULT_LLM_MODEL = "Qwen/Qwen2.5-72B-Instruct"
 DEFAULT_COLLECTION = "document_qa_collection"
+# The course's own language model (`local` backend, `serve-llm`): a name in `local_models.LOCAL_MODELS`.
+DEFAULT_LOCAL_MODEL = "qwen2.5-coder-1.5b-instruct"
 # The "don't know" gate: answer only when the closest chunk's cosine similarity to the question is at
 # least this. Calibrated on the sample questions (README, "Evaluating answers"): it refuses under 10% of
 # the answerable ones both on the whole sample corpus and on an index of only part of it, and there
 # most questions about the documents left out. It belongs to the embedding model, not to a corpus.
 DEFAULT_MIN_SCORE = 0.45
+
+# Who answers: a language model (the course's own `local` one, Hugging Face `hf`, an `openai`-compatible
+# server) or, without one, the extractive answerer (`offline`); `auto` picks from what is configured.
+LLM_BACKENDS: tuple[str, ...] = ("offline", "local", "hf", "openai")
+BACKEND_CHOICES: tuple[str, ...] = ("auto", *LLM_BACKENDS)
 
 # The original tutorial stored its token under this name; we accept it so old `.env` files keep working.
 LEGACY_TOKEN_VARIABLE = "RAG_FUNDAMENTALS_ADVANCE_TECHNIQUES_TOKEN"
@@ -63,6 +70,15 @@ class Secret:
         return hash(self._value)
 
 
+def redact(text: str, secrets: Iterable[Secret | str | None]) -> str:
+    """`text` with every non-empty secret in it replaced by ********: for errors shown to people."""
+    for secret in secrets:
+        value = secret.get() if isinstance(secret, Secret) else secret
+        if value and value in text:
+            text = text.replace(value, "********")
+    return text
+
+
 def safe_url(url: str) -> str:
     """A URL without user name, password, query or fragment (any of which may hold a secret).
 
@@ -85,10 +101,11 @@ class Settings:
     """Every knob of the course in one place; see `.env.example` for what each one means."""
 
     hf_token: Secret | None = None
-    llm_backend: str = "auto"  # auto | hf | openai | offline | local
+    llm_backend: str = "auto"  # one of BACKEND_CHOICES
     llm_model: str = DEFAULT_LLM_MODEL
     llm_base_url: str | None = None
     llm_api_key: Secret | None = None
+    local_model: str = DEFAULT_LOCAL_MODEL
     embedding_model: str = DEFAULT_EMBEDDING_MODEL
     chroma_path: Path = DEFAULT_CHROMA_PATH
     chroma_host: str | None = None
@@ -139,16 +156,15 @@ class Settings:
         except ValueError:
             raise ValueError(f"CHROMA_PORT must be a whole number, got {port_text!r}") from None
         backend = (get("LLM_BACKEND") or "auto").lower()
-        if backend not in {"auto", "hf", "openai", "offline", "local"}:
-            raise ValueError(
-                f"LLM_BACKEND must be one of auto, hf, openai, offline, local; got {backend!r}"
-            )
+        if backend not in BACKEND_CHOICES:
+            raise ValueError(f"LLM_BACKEND must be one of {', '.join(BACKEND_CHOICES)}; got {backend!r}")
         return cls(
             hf_token=Secret(token) if token else None,
             llm_backend=backend,
             llm_model=get("LLM_MODEL") or DEFAULT_LLM_MODEL,
             llm_base_url=get("LLM_BASE_URL"),
             llm_api_key=Secret(api_key) if api_key else None,
+            local_model=(get("LLM_LOCAL_MODEL") or DEFAULT_LOCAL_MODEL).lower(),
             embedding_model=get("EMBEDDING_MODEL") or DEFAULT_EMBEDDING_MODEL,
             chroma_path=Path(get("CHROMA_PATH") or DEFAULT_CHROMA_PATH).expanduser(),
             chroma_host=get("CHROMA_HOST"),
@@ -156,7 +172,7 @@ class Settings:
             collection=get("CHROMA_COLLECTION") or DEFAULT_COLLECTION,
             device=(get("RAG_DEVICE") or "auto").lower(),
             precision=(get("RAG_PRECISION") or "auto").lower(),
-            min_score=_min_score(get("RAG_MIN_SCORE")),
+            min_score=_setting_min_score(get("RAG_MIN_SCORE")),
             env_file=env_file,
         )
 
@@ -174,18 +190,26 @@ class Settings:
         return summary
 
 
-def _min_score(text: str | None) -> float | None:
-    if text is None:
-        return DEFAULT_MIN_SCORE
-    if text.lower() in {"off", "none"}:
+def parse_min_score(text: str) -> float | None:
+    """A "don't know" threshold from text: a cosine similarity between -1 and 1, or off (None)."""
+    if text.strip().lower() in {"off", "none"}:
         return None
     try:
         value = float(text)
     except ValueError:
         value = float("nan")
     if not -1.0 <= value <= 1.0:
-        raise ValueError(f"RAG_MIN_SCORE must be a cosine similarity between -1 and 1, or off; got {text!r}")
+        raise ValueError(f"expected a cosine similarity between -1 and 1, or off; got {text!r}")
     return value
+
+
+def _setting_min_score(text: str | None) -> float | None:
+    if text is None:
+        return DEFAULT_MIN_SCORE
+    try:
+        return parse_min_score(text)
+    except ValueError as error:
+        raise ValueError(f"RAG_MIN_SCORE: {error}") from None
 
 
 def _find_env_file(env_file: str | Path | None) -> Path | None:

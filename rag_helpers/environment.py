@@ -1,14 +1,21 @@
 """Report what the course will run on: versions, device, precision, data, and which LLM answers.
 
 Secrets are reported only as "set" or "not set"; paths inside the project are shown relative to it.
+`describe_machine` is the one description of the hardware that benchmarks and the notebook timings
+record next to their figures.
 """
 
 from __future__ import annotations
 
+import os
 import platform
+import shutil
+import subprocess
+import sys
 import tempfile
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 from .config import PROJECT_ROOT, SAMPLE_CORPUS_DIR, Settings, safe_url
 from .documents import DEFAULT_PATTERNS
@@ -55,6 +62,59 @@ def display_path(path: str | Path) -> str:
         except ValueError:
             pass
     return str(path)
+
+
+def cpu_model() -> str:
+    """The CPU's marketing name (Linux /proc/cpuinfo, macOS sysctl), or what `platform` knows."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text(errors="replace").splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    if sys.platform == "darwin":
+        result = subprocess.run(
+            ["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True, text=True, check=False
+        )
+        if result.returncode == 0 and result.stdout.strip():
+            return result.stdout.strip()
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def cpu_kind() -> str:
+    """The kind of CPU as far as the figures care: its widest vector unit and whether it has native bf16."""
+    from .embeddings import cpu_has_native_bf16
+
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        flags = set()
+    vectors = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else platform.machine()
+    return f"{vectors}, {'native' if cpu_has_native_bf16() else 'no native'} bf16"
+
+
+def gpu_names() -> list[str]:
+    """NVIDIA GPUs `nvidia-smi` lists (the course uses one automatically); empty without one."""
+    if shutil.which("nvidia-smi") is None:
+        return []
+    result = subprocess.run(
+        ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True, check=False
+    )
+    return [line.strip() for line in result.stdout.splitlines() if line.strip()] if result.returncode == 0 else []
+
+
+def describe_machine() -> dict[str, Any]:
+    """What a measurement depends on: CPU model and kind, usable cores, GPUs, Python, and the load
+    average when it was taken (other processes competing for the CPU slow every figure down)."""
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {
+        "cpu": cpu_model(),
+        "cpu_kind": cpu_kind(),
+        "cores": usable,
+        "gpus": gpu_names(),
+        "os": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "load_average": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
+    }
 
 
 def device_row(settings: Settings) -> Row:
@@ -120,7 +180,7 @@ def index_row(settings: Settings) -> Row:
 
 def llm_rows(settings: Settings) -> list[Row]:
     """Whether a token is set (never its value) and which backend will answer questions."""
-    from .generation import choose_backend
+    from .backends import choose_backend
 
     settings_file = display_path(settings.env_file) if settings.env_file else "none (optional: cp .env.example .env)"
     rows = [

@@ -4,10 +4,10 @@ It splits each retrieved chunk into sentences (list items and table rows count a
 keeping their character offsets, embeds the question and every sentence in one batch with the
 embedding model already used for retrieval, and returns the best two or three sentences with
 [n] citations, clearly labelled as extracted rather than generated. It is deterministic, and it
-says so when no sentence is close enough to the question. It cannot tell reliably when the
-sources do not hold the answer at all: it then quotes the closest sentences, which the label
-presents as extracts, not as a verified answer. It is the "offline" backend: `pipeline` calls it
-instead of a language model when no LLM is configured.
+says "I don't know" (`answers.DONT_KNOW`, refused) when no sentence is close enough to the question.
+It cannot tell reliably when the sources do not hold the answer at all: it then quotes the closest
+sentences, which the label presents as extracts, not as a verified answer. It is the "offline"
+backend, behind the same `answers.Answerer` interface as a language model.
 """
 
 from __future__ import annotations
@@ -17,20 +17,26 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .base import RetrievedChunk
+import numpy as np
+
+from .base import Prompt, RetrievedChunk
 from .chunking import split_blocks, split_sentences
 from .chunking import LIST_MARKER as _LIST_MARKER
 from .chunking import TABLE_SEPARATOR as _TABLE_SEPARATOR
 from .chunking import is_heading as _is_heading
+from .answers import (
+    DONT_KNOW,
+    REFUSED_ANSWERER,
+    REFUSED_NO_SOURCES,
+    AnswerStream,
+    Answerer,
+    make_answer,
+)
 from .embeddings import EmbeddingCache, embed, embed_cached
-from .generation import Answer, AnswerStream, make_answer
 
 EXTRACTED_LABEL = "Extracted from the sources (no language model configured):"
-NOT_FOUND_TEXT = (
-    "The sources do not seem to contain the answer to this question: no sentence in the retrieved "
-    "chunks is close enough to it."
-)
-NO_SOURCES_TEXT = "No sources were retrieved, so there is nothing to extract an answer from."
+NOT_FOUND_NOTE = "No sentence in the retrieved chunks is close enough to the question."
+NO_SOURCES_NOTE = "No sources were retrieved, so there is nothing to extract an answer from."
 
 
 @dataclass(frozen=True)
@@ -201,12 +207,21 @@ class Extract:
 
 @dataclass(frozen=True)
 class ExtractiveAnswer:
-    """The offline answer text, the sentences it quotes, and their document spans per source number."""
+    """The offline answer text, the sentences it quotes, and their document spans per source number.
+
+    `refused` is None when sentences were found, else why not (`answers.REFUSED_*`), with `note`.
+    """
 
     text: str
     extracts: tuple[Extract, ...] = ()
-    found: bool = True
+    refused: str | None = None
+    note: str = ""
     highlights: dict[int, list[tuple[int, int]]] = field(default_factory=dict)
+
+    @property
+    def found(self) -> bool:
+        """Whether any sentence was quoted."""
+        return self.refused is None
 
 
 def _chunk_start(chunk: RetrievedChunk) -> int | None:
@@ -248,7 +263,7 @@ def distinctive_tokens(text: str) -> list[str]:
     return sorted({token for token in tokens if re.search(r"\d", token)})
 
 
-class ExtractiveAnswerer:
+class ExtractiveAnswerer(Answerer):
     """Answer a question with the retrieved sentences most similar to it (see the module docstring).
 
     Each sentence is embedded with its document's name and section heading in front (`context`),
@@ -262,7 +277,7 @@ class ExtractiveAnswerer:
     repeats (the same sentence in two versions of a document) quoted once, in source order; below
     `min_similarity` it reports that nothing matched. The defaults were tuned on the sample corpus
     and its question set; `cache` (an `EmbeddingCache`) reuses sentence vectors across questions.
-    `reply` and `stream` give the same `generation.Answer` a language-model backend gives.
+    `stream` and `answer` give the same `answers.Answer` a language-model backend gives.
     """
 
     backend = "offline"
@@ -305,17 +320,19 @@ class ExtractiveAnswerer:
     def __repr__(self) -> str:
         return f"ExtractiveAnswerer(model={self.model!r})"
 
-    def reply(self, question: str, chunks: Sequence[RetrievedChunk]) -> Answer:
-        """The extracted answer as an `Answer`, its [n] citations resolved and spans highlighted."""
-        extract = self.answer(question, chunks)
-        return make_answer(
-            extract.text, chunks, self.backend, self.model, extractive=True, highlights=extract.highlights
-        )
+    def stream(self, prompt: Prompt, **params: Any) -> AnswerStream:
+        """The extracted answer to the prompt's question from its chunks, one line at a time.
 
-    def stream(self, question: str, chunks: Sequence[RetrievedChunk]) -> AnswerStream:
-        """The extracted answer one line at a time (the same text as `reply`)."""
-        answer = self.reply(question, chunks)
-        return AnswerStream(answer.text.splitlines(keepends=True), lambda _text: answer)
+        Generation parameters (`params`) do not apply and are ignored. The question's vector is
+        reused from the prompt when the pipeline computed it.
+        """
+        extract = self.extract(prompt.question, prompt.chunks, prompt.question_vector)
+        answer = make_answer(
+            extract.text, prompt.chunks, self.backend, self.model, extractive=True,
+            highlights=extract.highlights, refused=extract.refused,
+            notes=(extract.note,) if extract.note else (),
+        )
+        return AnswerStream.of(answer, answer.text.splitlines(keepends=True))
 
     def _embedding_text(self, sentence: Sentence, document: str = "") -> str:
         """What gets embedded for a sentence: with `context`, prefixed by its document's name and heading."""
@@ -332,8 +349,13 @@ class ExtractiveAnswerer:
         prefix = " - ".join(part for part in (title, sentence.context) if part)
         return f"{prefix}: {text}" if prefix else text
 
-    def score(self, question: str, chunks: Sequence[RetrievedChunk]) -> list[Extract]:
-        """Every sentence that could be quoted, scored against the question, best first."""
+    def score(
+        self, question: str, chunks: Sequence[RetrievedChunk], question_vector: np.ndarray | None = None
+    ) -> list[Extract]:
+        """Every sentence that could be quoted, scored against the question, best first.
+
+        `question_vector` is the question's embedding if already computed (else it is embedded here).
+        """
         per_chunk = []
         for number, chunk in enumerate(chunks, start=1):
             start = _chunk_start(chunk)
@@ -348,17 +370,21 @@ class ExtractiveAnswerer:
             return []
         by_key = {(n, i): s for n, _, sentences in per_chunk for i, s in enumerate(sentences)}
         documents = {n: chunk.document_id or "unknown" for n, chunk in enumerate(chunks, start=1)}
-        texts = [question] + [self._embedding_text(by_key[key], documents[key[0]]) for key in keys]
+        texts = [self._embedding_text(by_key[key], documents[key[0]]) for key in keys]
+        if question_vector is None:
+            texts.insert(0, question)
         if self.cache is not None:
             vectors = embed_cached(
                 texts, self.embedding_model, self.cache, batch_size=self.batch_size, progress=False
             )
         else:
             vectors = embed(texts, self.embedding_model, batch_size=self.batch_size, progress=False)
-        similarity = dict(zip(keys, (vectors[1:] @ vectors[0]).tolist(), strict=True))
+        if question_vector is None:
+            question_vector, vectors = vectors[0], vectors[1:]
+        similarity = dict(zip(keys, (vectors @ np.asarray(question_vector, np.float32)).tolist(), strict=True))
         numeric = bool(NUMERIC_QUESTION.search(question))
         keywords = distinctive_tokens(question)
-        embedded = dict(zip(keys, texts[1:], strict=True))
+        embedded = dict(zip(keys, texts[-len(keys):], strict=True))
         starts = {n: start for n, start, _ in per_chunk}
 
         extracts = []
@@ -424,13 +450,15 @@ class ExtractiveAnswerer:
             picked.append(extract)
         return sorted(picked, key=lambda e: (e.number, e.sentence.start))
 
-    def answer(self, question: str, chunks: Sequence[RetrievedChunk]) -> ExtractiveAnswer:
+    def extract(
+        self, question: str, chunks: Sequence[RetrievedChunk], question_vector: np.ndarray | None = None
+    ) -> ExtractiveAnswer:
         """The extracted answer to `question` from `chunks` (best first)."""
         if not chunks:
-            return ExtractiveAnswer(f"{EXTRACTED_LABEL}\n{NO_SOURCES_TEXT}", found=False)
-        picked = self.select(self.score(question, chunks))
+            return ExtractiveAnswer(f"{EXTRACTED_LABEL}\n{DONT_KNOW}", (), REFUSED_NO_SOURCES, NO_SOURCES_NOTE)
+        picked = self.select(self.score(question, chunks, question_vector))
         if not picked:
-            return ExtractiveAnswer(f"{EXTRACTED_LABEL}\n{NOT_FOUND_TEXT}", found=False)
+            return ExtractiveAnswer(f"{EXTRACTED_LABEL}\n{DONT_KNOW}", (), REFUSED_ANSWERER, NOT_FOUND_NOTE)
         lines = [EXTRACTED_LABEL]
         highlights: dict[int, list[tuple[int, int]]] = {}
         shown_leads: set[tuple[int, int]] = set()
@@ -448,7 +476,7 @@ class ExtractiveAnswerer:
             for span in spans:
                 if span[0] is not None and span[1] is not None:
                     highlights.setdefault(extract.number, []).append((span[0], span[1]))
-        return ExtractiveAnswer("\n".join(lines), tuple(picked), True, highlights)
+        return ExtractiveAnswer("\n".join(lines), tuple(picked), highlights=highlights)
 
 
 def _chunk_start_of(extract: Extract) -> int | None:

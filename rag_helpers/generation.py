@@ -1,36 +1,32 @@
-"""Generate answers from a prompt: LLM backends behind one interface, with clear errors and retries.
+"""Language models over HTTP, behind the one `answers.Answerer` interface, with clear errors and retries.
 
-Every backend has the same two methods:
+    llm = OpenAICompatibleLLM("qwen2.5-coder-1.5b-instruct", base_url="http://127.0.0.1:8765/v1")
+    stream = llm.stream(prompt)          # pieces as the model writes them; stream.answer at the end
+    llm.answer(prompt)                   # the whole `Answer`, its [n] citations resolved
 
-    llm.generate(messages, **params) -> Answer
-    llm.stream(messages, **params) -> AnswerStream  (an Iterator[str])
-
-`messages` are chat messages (see `rag_helpers.prompts.build_messages`); no retrieval data goes to
-the model's interface. `cite(answer, chunks)` resolves an answer's [n] markers against the chunks
-the messages numbered as sources (source [n] is `chunks[n-1]`); `pipeline` does that for you.
+`prompt` is a `base.Prompt` (see `prompts.build_prompt`); only its messages are sent, its chunks
+resolve the answer's [n] markers. A bare chat request is `llm.answer(Prompt(messages))`.
 `params` are generation parameters (temperature, max_tokens, top_p, seed, stop, ...); the defaults
-are the original tutorial's.
+are the original tutorial's. Every request is streamed; the non-streaming `answer` reads the stream.
 
 Backends:
 - `HuggingFaceLLM`: Hugging Face Inference Providers through `huggingface_hub.InferenceClient`.
 - `OpenAICompatibleLLM`: any OpenAI-compatible server (Ollama, vLLM, llama.cpp server, TGI) by URL.
-- `LocalLLM` (in `local_llm`): the bundled SmolLM2-135M-Instruct in this process, no key, no network.
-Answering without a language model is `extractive.ExtractiveAnswerer`'s job; `pipeline.get_llm`
-and `pipeline.get_answerer` pick a backend from the settings.
+The course's own model runs in this process in `local_llm`; answering without a language model is
+`extractive.ExtractiveAnswerer`'s job; `backends.get_answerer` picks one from the settings.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Protocol
+from collections.abc import Iterator
+from typing import Any
 from urllib.parse import urlsplit
 
-from .base import Chunk, RetrievedChunk
-from .config import DEFAULT_LLM_MODEL, Secret, Settings, safe_url
-from .prompts import parse_citations
+from .answers import REFUSED_ANSWERER, Answer, AnswerStream, Answerer, Usage, make_answer, says_dont_know
+from .base import Prompt
+from .config import DEFAULT_LLM_MODEL, Secret, redact, safe_url
 
 # The original tutorial's generation parameters.
 DEFAULT_PARAMS: dict[str, Any] = {"temperature": 0.5, "max_tokens": 1024, "top_p": 0.7}
@@ -38,7 +34,6 @@ DEFAULT_TIMEOUT = 120.0  # seconds to wait for a reply (a 72B model writing 1024
 DEFAULT_RETRIES = 3  # extra attempts after a 429 or 5xx
 DEFAULT_BACKOFF = 1.0  # first wait in seconds; doubles on each retry
 MAX_BACKOFF = 30.0
-BACKENDS = ("hf", "openai", "offline", "local")
 HF_TOKEN_HELP = (
     "Create a token with the 'Make calls to Inference Providers' permission at "
     "https://huggingface.co/settings/tokens and put it in .env as HF_TOKEN=..."
@@ -48,189 +43,11 @@ HF_TOKEN_HELP = (
 NO_KEY = "no-key"
 
 
-# --- Results -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Source:
-    """A chunk cited as [number] in an answer, with where it comes from."""
-
-    number: int
-    chunk_id: str
-    document_id: str
-    start: int  # character offsets of the chunk in its document
-    end: int
-    text: str
-    score: float | None = None
-    # Exact spans (document offsets) the answer quotes from this chunk; filled by the extractive answerer.
-    highlights: tuple[tuple[int, int], ...] = ()
-
-
-@dataclass(frozen=True)
-class Usage:
-    """Token counts reported by the provider."""
-
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
-    total_tokens: int | None = None
-
-
-@dataclass(frozen=True)
-class Answer:
-    """An answer with the sources it cites, and how it was produced."""
-
-    text: str
-    sources: tuple[Source, ...] = ()
-    backend: str = ""
-    model: str = ""
-    usage: Usage | None = None
-    extractive: bool = False  # True when the text was extracted from the sources, not generated
-    finish_reason: str | None = None
-    notes: tuple[str, ...] = ()  # e.g. that sources were left out to fit the prompt budget
-    context: tuple[Source, ...] = field(default=(), repr=False)  # every chunk the backend was given
-
-    @property
-    def cited_ids(self) -> list[str]:
-        """Chunk ids of the cited sources, in source-number order."""
-        return [source.chunk_id for source in self.sources]
-
-    def format(self, show_sources: bool = True, show_text: bool = True) -> str:
-        """The answer text followed by its numbered sources, for printing.
-
-        `show_text=False` gives only what follows the text (after streaming the text itself).
-        """
-        lines = [self.text.rstrip()] if show_text else []
-        if self.notes:
-            lines += ["", *self.notes]
-        if show_sources:
-            lines += ["", "Sources:" if self.sources else "Sources: none cited."]
-            lines += [f"  {format_source_line(source)}" for source in self.sources]
-        return "\n".join(lines)
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (for `ask --json`)."""
-        data = asdict(self)
-        for key in ("sources", "context"):
-            for source in data[key]:
-                source["highlights"] = [list(span) for span in source["highlights"]]
-        return data
-
-
-def format_source_line(source: Source) -> str:
-    """`[n] chunk-id (document, characters a-b)`: one line per source."""
-    return (
-        f"[{source.number}] {source.chunk_id} ({source.document_id}, characters {source.start}-{source.end})"
-    )
-
-
-def source_from_chunk(
-    number: int, chunk: RetrievedChunk | Chunk, highlights: Sequence[tuple[int, int]] = ()
-) -> Source:
-    """The `Source` for chunk `number` (1-based) of a prompt."""
-    return Source(
-        number=number,
-        chunk_id=chunk.id,
-        document_id=chunk.document_id or "unknown",
-        start=chunk.start,
-        end=chunk.end,
-        text=chunk.text,
-        score=float(chunk.score) if isinstance(chunk, RetrievedChunk) else None,
-        highlights=tuple(highlights),
-    )
-
-
-def resolve_sources(
-    text: str,
-    chunks: Sequence[RetrievedChunk] | None,
-    highlights: dict[int, Sequence[tuple[int, int]]] | None = None,
-) -> tuple[Source, ...]:
-    """The sources an answer cites: its [n] markers mapped to `chunks[n-1]`, in number order."""
-    if not chunks:
-        return ()
-    highlights = highlights or {}
-    numbers = sorted(parse_citations(text, len(chunks)))
-    return tuple(source_from_chunk(n, chunks[n - 1], highlights.get(n, ())) for n in numbers)
-
-
-def context_sources(chunks: Sequence[RetrievedChunk] | None) -> tuple[Source, ...]:
-    """Every chunk given to the backend, as numbered sources."""
-    return tuple(source_from_chunk(n, chunk) for n, chunk in enumerate(chunks or (), start=1))
-
-
-def make_answer(
-    text: str,
-    chunks: Sequence[RetrievedChunk] | None,
-    backend: str,
-    model: str,
-    **extra: Any,
-) -> Answer:
-    """An `Answer` for `text` with its citations resolved against `chunks`."""
-    highlights = extra.pop("highlights", None)
-    return Answer(
-        text=text,
-        sources=resolve_sources(text, chunks, highlights),
-        backend=backend,
-        model=model,
-        context=context_sources(chunks),
-        **extra,
-    )
-
-
-def cite(answer: Answer, chunks: Sequence[RetrievedChunk]) -> Answer:
-    """`answer` with its [n] markers resolved against `chunks` and every chunk kept as context."""
-    return replace(
-        answer,
-        sources=resolve_sources(answer.text, chunks, {s.number: s.highlights for s in answer.sources}),
-        context=context_sources(chunks),
-    )
-
-
-class AnswerStream(Iterator[str]):
-    """Text pieces as they arrive; once exhausted, `.answer` holds the complete `Answer`."""
-
-    def __init__(self, pieces: Iterable[str], finish: Callable[[str], Answer]) -> None:
-        self._pieces = iter(pieces)
-        self._finish = finish
-        self._parts: list[str] = []
-        self._answer: Answer | None = None
-
-    def __iter__(self) -> AnswerStream:
-        return self
-
-    def __next__(self) -> str:
-        if self._answer is not None:
-            raise StopIteration
-        try:
-            piece = next(self._pieces)
-        except StopIteration:
-            self._answer = self._finish("".join(self._parts))
-            raise
-        self._parts.append(piece)
-        return piece
-
-    @property
-    def text(self) -> str:
-        """The text received so far."""
-        return "".join(self._parts)
-
-    @property
-    def answer(self) -> Answer:
-        """The complete answer (reads the rest of the stream first if needed)."""
-        for _ in self:
-            pass
-        assert self._answer is not None
-        return self._answer
-
-
-class LLM(Protocol):
-    """What every language-model backend provides (see the module docstring)."""
-
-    backend: str
-    model: str
-
-    def generate(self, messages: list[dict], **params: Any) -> Answer: ...
-
-    def stream(self, messages: list[dict], **params: Any) -> AnswerStream: ...
+def generated_answer(text: str, prompt: Prompt, backend: str, model: str, **extra: Any) -> Answer:
+    """The `Answer` for text a language model wrote: citations resolved, "I don't know" marked refused."""
+    text = text.strip()
+    refused = REFUSED_ANSWERER if says_dont_know(text) else None
+    return make_answer(text, prompt.chunks, backend, model, refused=refused, **extra)
 
 
 # --- Errors ------------------------------------------------------------------------------------
@@ -271,12 +88,6 @@ class LLMRequestError(LLMError):
     """The server refused the request itself (HTTP 400/404/422...): a wrong model name or parameter."""
 
 
-def _redact(text: str, secret: Secret | None) -> str:
-    if secret and secret.get() and secret.get() in text:
-        text = text.replace(secret.get(), "********")
-    return text
-
-
 def _short(text: str, limit: int = 300) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
@@ -285,7 +96,7 @@ def _short(text: str, limit: int = 300) -> str:
 # --- Backends on huggingface_hub.InferenceClient --------------------------------------------------
 
 
-class ChatClientLLM:
+class ChatClientLLM(Answerer):
     """Shared base of the backends that call a chat-completions API through `InferenceClient`."""
 
     backend = "chat"
@@ -335,7 +146,7 @@ class ChatClientLLM:
         return InferenceClient(model=self.model, api_key=key, timeout=self.timeout)
 
     def _request_params(self, params: dict[str, Any]) -> dict[str, Any]:
-        # `stream` is chosen by the method called (generate or stream), not by a parameter.
+        # Every request streams (`answer` reads the stream), so a `stream` parameter is ignored.
         merged = {**self.params, **{k: v for k, v in params.items() if k != "stream"}}
         return {key: value for key, value in merged.items() if value is not None}
 
@@ -374,7 +185,7 @@ class ChatClientLLM:
         if isinstance(error, HfHubHTTPError) and getattr(error, "response", None) is not None:
             status = error.response.status_code
             retry_after = _retry_after(error.response)
-            detail = _short(_redact(str(getattr(error, "server_message", None) or ""), self._api_key))
+            detail = _short(redact(str(getattr(error, "server_message", None) or ""), [self._api_key]))
             detail = f" Server said: {detail}" if detail else ""
             if status in (401, 403):
                 return LLMAuthError(
@@ -440,14 +251,14 @@ class ChatClientLLM:
             delay = max(delay, error.retry_after)
         return min(delay, self.max_backoff)
 
-    def _call(self, client: Any, messages: list[dict], stream: bool, params: dict[str, Any]) -> Any:
-        """One chat-completion request, retried on 429/5xx with exponential backoff."""
+    def _call(self, client: Any, messages: list[dict], params: dict[str, Any]) -> Any:
+        """One streamed chat-completion request, retried on 429/5xx with exponential backoff."""
         request = self._request_params(params)
         attempt = 0
         while True:
             try:
                 try:
-                    return client.chat_completion(messages, model=self.model, stream=stream, **request)
+                    return client.chat_completion(messages, model=self.model, stream=True, **request)
                 except Exception as error:  # noqa: BLE001 - translated if known, re-raised as is if not
                     self._raise_translated(error)
             except LLMError as error:
@@ -458,30 +269,13 @@ class ChatClientLLM:
 
     # -- the interface --
 
-    def generate(self, messages: list[dict], **params: Any) -> Answer:
-        """Send `messages` and return the whole answer (`pipeline` resolves its [n] citations)."""
-        with self._client() as client:
-            output = self._call(client, messages, False, params)
-        if not output.choices:
-            raise LLMServerError(f"{self.where} sent a reply without any answer in it (no choices).")
-        choice = output.choices[0]
-        usage = getattr(output, "usage", None)
-        return make_answer(
-            (choice.message.content or "").strip(),
-            None,
-            self.backend,
-            self.model,
-            usage=_usage(usage),
-            finish_reason=getattr(choice, "finish_reason", None),
-        )
-
-    def stream(self, messages: list[dict], **params: Any) -> AnswerStream:
-        """Send `messages` and yield the answer text as it arrives; `.answer` has the rest when done."""
+    def stream(self, prompt: Prompt, **params: Any) -> AnswerStream:
+        """Send the prompt's messages and yield the answer as it arrives; `.answer` has it all at the end."""
         state: dict[str, Any] = {}
 
         def pieces() -> Iterator[str]:
             with self._client() as client:
-                events = self._call(client, messages, True, params)
+                events = self._call(client, prompt.messages, params)
                 seen = {"events": 0, "choices": 0}
                 try:
                     for event in events:
@@ -504,13 +298,9 @@ class ChatClientLLM:
                     raise LLMServerError(f"{self.where} sent a reply without any answer in it (no choices).")
 
         def finish(text: str) -> Answer:
-            return make_answer(
-                text.strip(),
-                None,
-                self.backend,
-                self.model,
-                usage=state.get("usage"),
-                finish_reason=state.get("finish_reason"),
+            return generated_answer(
+                text, prompt, self.backend, self.model,
+                usage=state.get("usage"), finish_reason=state.get("finish_reason"),
             )
 
         return AnswerStream(pieces(), finish)
@@ -594,30 +384,8 @@ class OpenAICompatibleLLM(ChatClientLLM):
         return "the API key (LLM_API_KEY) was refused; check it against the server's configuration."
 
 
-# --- Choosing a backend --------------------------------------------------------------------------
-
-
-def choose_backend(settings: Settings, backend: str | None = None) -> str:
-    """The backend to use: `backend`, else settings.llm_backend; "auto" is openai when LLM_BASE_URL
-    is set (naming a server is a deliberate choice, while HF_TOKEN is often set for other reasons),
-    else hf with a token, else offline."""
-    choice = (backend or settings.llm_backend or "auto").lower()
-    if choice == "auto":
-        if settings.llm_base_url:
-            return "openai"
-        if settings.hf_token:
-            return "hf"
-        return "offline"
-    if choice not in BACKENDS:
-        raise ValueError(f"Unknown LLM backend {choice!r}; use auto, {', '.join(BACKENDS)}.")
-    return choice
-
-
 __all__ = [
     "DEFAULT_PARAMS",
-    "LLM",
-    "Answer",
-    "AnswerStream",
     "ChatClientLLM",
     "HuggingFaceLLM",
     "LLMAuthError",
@@ -628,10 +396,5 @@ __all__ = [
     "LLMServerError",
     "LLMTimeoutError",
     "OpenAICompatibleLLM",
-    "Source",
-    "Usage",
-    "choose_backend",
-    "cite",
-    "make_answer",
-    "resolve_sources",
+    "generated_answer",
 ]

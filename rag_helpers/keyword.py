@@ -2,7 +2,7 @@
 
 Dense vectors find text that *means* the same; BM25 finds text that *says* the same words, which
 wins on names, numbers and codes ("ADR-0019", "€165", "Lantern S3"). The index itself (tokenising,
-`BM25Index`, where it is saved) lives in `indexes`, because ingest builds it; this module searches it:
+`BM25Index`, where it is saved) lives in `keyword_index`, because ingest builds it; this module searches it:
 
     retriever = BM25Retriever.from_scope(SearchScope.of(collection))
     retriever("hotel cap London", k=5)       # -> list[RetrievedChunk], best first
@@ -19,8 +19,9 @@ from typing import Any
 import numpy as np
 
 from .base import RetrievedChunk, check_query
+from .keyword_index import BM25Index, open_bm25_index
 from .store import SearchScope
-from .indexes import BM25Index, light_stem, open_bm25_index, tokenize  # noqa: F401 - the technique's vocabulary
+from .text import light_stem, tokenize  # noqa: F401 - the technique's vocabulary
 
 
 # --- The retriever ----------------------------------------------------------------------------

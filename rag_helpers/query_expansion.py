@@ -9,7 +9,7 @@ are relevant and borrows from them:
   (an RM3-like rule) and adds them, with lower weights, to the keyword query;
 * `ExpandedRetriever` does both after a first hybrid search, and searches again.
 
-With a language model configured (`rag_helpers.generation.get_llm`):
+With a language model (any `answers.Answerer` but the extractive one; `backends.get_llm`):
 
 * `multi_query` asks it for several rewordings of the question; `MultiQueryRetriever` searches
   with each and fuses the rankings with reciprocal rank fusion;
@@ -29,12 +29,13 @@ from typing import Any
 
 import numpy as np
 
-from .base import RetrievedChunk, Retriever, check_query
+from .base import Prompt, RetrievedChunk, Retriever, check_query
 from .dense import DenseRetriever
 from .fusion import DEFAULT_RRF_K, FUSION_CANDIDATES, HybridRetriever, fuse_hits
-from .indexes import BM25Index, tokenize
 from .keyword import BM25Retriever
+from .keyword_index import BM25Index
 from .store import SearchScope, query_encoder, stored_vectors
+from .text import tokenize
 
 
 class LanguageModelRequiredError(ValueError):
@@ -116,14 +117,15 @@ def _require_llm(llm: Any, technique: str) -> None:
     if llm is None or getattr(llm, "backend", "") == "offline":
         raise LanguageModelRequiredError(
             f"{technique} needs a language model, and {'none' if llm is None else 'the offline backend'} was "
-            "given. Configure one (HF_TOKEN=... or LLM_BASE_URL=... in .env) and pass "
-            "generation.get_llm(); offline, use the 'expanded' retriever (pseudo-relevance feedback)."
+            "given. Use the course's own model (backends.get_llm(settings, 'local')), or configure one "
+            "(HF_TOKEN=... or LLM_BASE_URL=... in .env); without one, use the 'expanded' retriever "
+            "(pseudo-relevance feedback)."
         )
 
 
 def _ask(llm: Any, system: str, user: str, **params: Any) -> str:
     messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
-    return llm.generate(messages, **{"temperature": 0.3, "max_tokens": 300, **params}).text
+    return llm.answer(Prompt(messages), **{"temperature": 0.3, "max_tokens": 300, **params}).text
 
 
 _LIST_MARKER = re.compile(r"^\s*(?:[-*•]|\d+[.)]|q\d+[:.)])\s*", re.IGNORECASE)

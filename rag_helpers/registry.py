@@ -5,7 +5,7 @@
 
 Every constructor has the shape `(scope, **options)`: a `store.SearchScope` (the collection, the
 query encoder, Chroma's filters) and the technique's own options. It only opens indexes that
-`python -m rag_helpers ingest` (or `indexes.ensure_index`) built; the shared preamble (the name
+`python -m rag_helpers ingest` (or `ingest.ensure_index`) built; the shared preamble (the name
 check, the scope) is `make_retriever`, once.
 
 `DEFAULT_RETRIEVER` is the winner of the leaderboard on the sample questions
@@ -60,7 +60,7 @@ def make_retriever(
     `model` is the embedding model or an `embeddings.QueryEncoder` (default: the model the
     collection was built with, loaded on the first question); `where` / `where_document` are
     Chroma filters. An index the retriever needs that ingest has not built raises
-    `indexes.IndexNotBuiltError`, saying how to build it.
+    `store.IndexNotBuiltError`, saying how to build it.
     """
     constructor = RETRIEVERS.get(name)
     if constructor is None:

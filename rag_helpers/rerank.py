@@ -28,7 +28,7 @@ from .base import RetrievedChunk, Retriever, check_query
 from .chunking import sentence_spans
 from .embeddings import embed
 from .fusion import HybridRetriever
-from .indexes import load_sentence_vectors, open_sentence_index
+from .sentence_index import load_sentence_vectors, open_sentence_index
 from .store import SearchScope
 
 DEFAULT_CROSS_ENCODER = "cross-encoder/ms-marco-MiniLM-L6-v2"
@@ -180,7 +180,7 @@ class SentenceVectors:
     For `SentenceReranker(sentence_vectors=...)`: re-ranking then embeds only the query.
     A sentence belongs to a chunk when at least half of it lies inside the chunk's span. Each
     document's sentences come from `preloaded` ({document: (starts, ends, vectors)}, e.g.
-    `indexes.load_sentence_vectors`) or are read from Chroma once, and are kept in memory.
+    `sentence_index.load_sentence_vectors`) or are read from Chroma once, and are kept in memory.
     """
 
     def __init__(self, sentences: Any, preloaded: dict[str, tuple[np.ndarray, ...]] | None = None) -> None:

@@ -21,16 +21,18 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from .config import Settings
+from .answers import CITATION_PATTERN, REFUSAL_REASONS, Answer, Answerer, Source
+from .backends import choose_backend, get_answerer
+from .config import LLM_BACKENDS, Settings, redact
 from .documents import Document
-from .extractive import NO_SOURCES_TEXT, NOT_FOUND_TEXT
-from .generation import Answer, LLMError, Source, choose_backend
-from .pipeline import GATE_BACKEND, Answerer, get_answerer, stream_answer
-from .prompts import CITATION_PATTERN, DEFAULT_BUDGET, NO_ANSWER
+from .generation import LLMError
+from .pipeline import Pipeline
+from .prompts import DEFAULT_BUDGET
+from .store import query_encoder
 
 BACKEND_LABELS = {
     "offline": "offline (extracts sentences, no LLM)",
-    "local": "local SmolLM2-135M (bundled, slow on CPU)",
+    "local": "local (the course's own model, in this process)",
     "hf": "Hugging Face Inference Providers",
     "openai": "OpenAI-compatible server",
 }
@@ -41,8 +43,6 @@ _BOX_STYLE = "white-space:pre-wrap;font-family:monospace;font-size:0.85em;line-h
 # CSS classes on the app's parts, for styling and for the browser tests (tests/browser/).
 APP_CLASS, ANSWER_CLASS, SOURCES_CLASS, STATUS_CLASS = "rag-qa-app", "rag-answer", "rag-sources", "rag-status"
 CITE_CLASS, DONT_KNOW_CLASS = "rag-cite", "rag-dont-know"
-# Answers that say the sources hold no answer: the gate's refusal, a model's fixed sentence, the offline ones.
-_DONT_KNOW_TEXTS = (NO_ANSWER, NOT_FOUND_TEXT, NO_SOURCES_TEXT)
 
 
 # --- HTML helpers ------------------------------------------------------------------------------
@@ -163,21 +163,17 @@ def _cited_html(text: str, sources: Mapping[int, Source]) -> str:
     return CITATION_PATTERN.sub(cite, markdown_html(text))
 
 
-def is_dont_know(answer: Answer) -> bool:
-    """Whether the answer says the sources do not hold it (the gate, a model or the offline answerer)."""
-    return answer.backend == GATE_BACKEND or any(text in answer.text for text in _DONT_KNOW_TEXTS)
-
-
 def answer_html(answer: Answer) -> str:
     """The answer text with its citations emphasised, then who answered and any notes."""
     by_number = {source.number: source for source in answer.context or answer.sources}
     body = _cited_html(answer.text, by_number)
     how = "extracted from the sources" if answer.extractive else "generated"
-    if answer.backend == GATE_BACKEND:
-        how = "not answered: retrieval found nothing close enough"
-    footer = f"{html.escape(answer.backend)} · {html.escape(answer.model)} · {how}"
+    if answer.refused:
+        how = REFUSAL_REASONS.get(answer.refused, answer.refused)
+    took = f" · {answer.seconds:.1f} s" if answer.seconds is not None else ""
+    footer = f"{html.escape(answer.backend)} · {html.escape(answer.model)} · {how}{took}"
     notes = "".join(f"<div><i>{html.escape(note)}</i></div>" for note in answer.notes)
-    kind = f"{ANSWER_CLASS} {DONT_KNOW_CLASS}" if is_dont_know(answer) else ANSWER_CLASS
+    kind = f"{ANSWER_CLASS} {DONT_KNOW_CLASS}" if answer.refused else ANSWER_CLASS
     return (
         f'<div class="{kind}" style="line-height:1.5;overflow-wrap:anywhere">{body}</div>{notes}'
         f'<div style="color:#666;font-size:0.85em">{footer}</div>'
@@ -207,7 +203,7 @@ def backend_options(settings: Settings) -> list[tuple[str, str]]:
         "openai": None if settings.llm_base_url else "set LLM_BASE_URL",
     }
     options = []
-    for name in ("offline", "local", "hf", "openai"):
+    for name in LLM_BACKENDS:
         label = BACKEND_LABELS[name]
         if needs.get(name):
             label += f" (not configured: {needs[name]})"
@@ -226,7 +222,7 @@ class QAApp:
         collection: Any,
         model: Any,
         *,
-        settings: Settings | None = None,
+        settings: Settings,
         documents: Mapping[str, str] | Iterable[Document] | None = None,
         retrievers: Sequence[str] | None = None,
         default_retriever: str | None = None,
@@ -242,7 +238,8 @@ class QAApp:
             raise ValueError(f"k ({k}) must be between 1 and max_k ({max_k})")
         self.collection = collection
         self.model = model
-        self.settings = settings or Settings.load()
+        self.settings = settings
+        self.encoder = query_encoder(collection, model)  # one question vector for retriever, gate, answerer
         self.documents = document_texts(documents)
         self.budget = budget
         self._llm_factory = llm_factory
@@ -323,7 +320,7 @@ class QAApp:
             else:
                 from .registry import make_retriever
 
-                self._retrievers[name] = make_retriever(name, self.collection, self.model)
+                self._retrievers[name] = make_retriever(name, self.collection, self.encoder)
         return self._retrievers[name]
 
     def get_llm(self, backend: str) -> Answerer:
@@ -337,15 +334,9 @@ class QAApp:
 
     # -- asking --
 
-    def _redact(self, text: str) -> str:
-        for secret in (self.settings.hf_token, self.settings.llm_api_key):
-            if secret and secret.get() and secret.get() in text:
-                text = text.replace(secret.get(), "********")
-        return text
-
     def _fail(self, message: str) -> None:
         self.answer, self.seconds = None, None
-        self.error = self._redact(message)
+        self.error = redact(message, [self.settings.hf_token, self.settings.llm_api_key])
         self.status.value = message_html(self.error, "error")
         self.answer_box.value = ""
         self.sources.children = []
@@ -367,10 +358,10 @@ class QAApp:
         try:
             retriever = self.get_retriever(name)
             llm = self.get_llm(backend)
-            stream = stream_answer(
-                text, self.collection, llm=llm, k=k, retriever=retriever, budget=self.budget,
-                min_score=self.settings.min_score,
+            pipeline = Pipeline(
+                self.collection, llm, retriever, self.encoder, k, self.settings.min_score, budget=self.budget
             )
+            stream = pipeline.stream(text)
             for _piece in stream:
                 self.answer_box.value = f'<div style="white-space:pre-wrap">{html.escape(stream.text)}</div>'
             answer = stream.answer
@@ -417,7 +408,6 @@ __all__ = [
     "available_retrievers",
     "backend_options",
     "document_texts",
-    "is_dont_know",
     "markdown_html",
     "marked_html",
     "message_html",

@@ -1,7 +1,7 @@
 """Sentence windows: search small pieces, return the text around them (or the chunk that holds them).
 
 A 1000-character chunk has one vector for many ideas, so a question about one of them matches it
-only loosely. The sentence index (`indexes`, built by ingest: one vector per sentence, list item,
+only loosely. The sentence index (`sentence_index`, built by ingest: one vector per sentence, list item,
 table row or heading in `<collection>__sentences`) lets a query find the best *sentences*:
 
 * `SentenceWindowRetriever` widens each hit to a window of about `window_chars` characters of its
@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from .base import RetrievedChunk, check_query
-from .indexes import documents_from_collection, open_sentence_index
+from .sentence_index import documents_from_collection, open_sentence_index
 from .store import SearchScope, read_collection, retrieve
 
 DEFAULT_WINDOW_CHARS = 1000

@@ -47,15 +47,15 @@ def build_index(tmp_path_factory, model):
     """Write `docs` ({relative path: text}) to a fresh folder, index it as `collection`; the index folder."""
 
     def build(name: str, docs: dict[str, str], collection: str):
-        from rag_helpers import indexes
         from rag_helpers.config import Settings
+        from rag_helpers.ingest import ensure_index
 
         root = tmp_path_factory.mktemp(name)
         for relative, text in docs.items():
             (root / "docs" / relative).parent.mkdir(parents=True, exist_ok=True)
             (root / "docs" / relative).write_text(text, encoding="utf-8")
         settings = Settings.from_mapping({"CHROMA_PATH": str(root / "db"), "CHROMA_COLLECTION": collection})
-        indexes.ensure_index(settings, root / "docs", model=model, progress=False)
+        ensure_index(settings, root / "docs", model=model, progress=False)
         return root / "db"
 
     return build
@@ -63,15 +63,15 @@ def build_index(tmp_path_factory, model):
 
 @pytest.fixture
 def embedded_texts(monkeypatch) -> list[str]:
-    """Every text `store.ingest` embeds during the test (store.embed is wrapped to record them)."""
-    from rag_helpers import store
+    """Every text `ingest` embeds during the test (ingest.embed is wrapped to record them)."""
+    from rag_helpers import ingest
 
     texts: list[str] = []
-    real_embed = store.embed
+    real_embed = ingest.embed
 
     def recording(batch, *args, **kwargs):
         texts.extend(batch)
         return real_embed(batch, *args, **kwargs)
 
-    monkeypatch.setattr(store, "embed", recording)
+    monkeypatch.setattr(ingest, "embed", recording)
     return texts

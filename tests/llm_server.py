@@ -116,6 +116,9 @@ class FakeServer:
             handler.end_headers()
             handler.wfile.write(body)
             return
+        if payload.get("stream") and reply.status == 200 and reply.pieces is None and reply.body is not None:
+            self.stream_completion(handler, reply.body)
+            return
         if reply.pieces is not None and reply.status == 200:
             handler.send_response(200)
             handler.send_header("content-type", "text/event-stream")
@@ -140,3 +143,24 @@ class FakeServer:
             handler.send_header(name, value)
         handler.end_headers()
         handler.wfile.write(body)
+
+    @staticmethod
+    def stream_completion(handler: BaseHTTPRequestHandler, body: dict) -> None:
+        """A scripted whole completion, sent as a real server streams it when asked: one event per
+        choice's content, then the finish reason and usage."""
+        handler.send_response(200)
+        handler.send_header("content-type", "text/event-stream")
+        handler.end_headers()
+        choices = body.get("choices") or []
+        if not choices:
+            events = [{**chunk_event(None), "choices": []}]
+        else:
+            choice = choices[0]
+            events = [
+                chunk_event(None),
+                chunk_event(choice["message"]["content"]),
+                chunk_event(None, finish_reason=choice.get("finish_reason"), usage=body.get("usage")),
+            ]
+        for event in events:
+            handler.wfile.write(f"data: {json.dumps(event)}\n\n".encode())
+        handler.wfile.write(b"data: [DONE]\n\n")

@@ -283,7 +283,8 @@ def index(tmp_path_factory, model):
     from rag_helpers.chunking import CharacterSplitter, chunk_documents
     from rag_helpers.config import Settings
     from rag_helpers.documents import load_documents
-    from rag_helpers.store import get_client, get_collection, ingest
+    from rag_helpers.ingest import ingest
+    from rag_helpers.store import get_client, get_collection
 
     root = tmp_path_factory.mktemp("gate")
     (root / "docs").mkdir()
@@ -300,53 +301,55 @@ def index(tmp_path_factory, model):
 def test_gate_refuses_an_off_topic_question(index, model):
     from rag_helpers.config import DEFAULT_MIN_SCORE
     from rag_helpers.extractive import ExtractiveAnswerer
-    from rag_helpers.pipeline import GATE_BACKEND, REFUSAL_TEXT, answer_question, retrieval_confidence
+    from rag_helpers.answers import DONT_KNOW, REFUSED_GATE
+    from rag_helpers.pipeline import answer_question, retrieval_confidence
 
     collection, _, _ = index
     llm = ExtractiveAnswerer(model)
     assert retrieval_confidence(OFF_TOPIC, collection) < DEFAULT_MIN_SCORE
     refused = answer_question(OFF_TOPIC, collection, model, llm, k=2, min_score=DEFAULT_MIN_SCORE)
-    assert refused.text == REFUSAL_TEXT and refused.backend == GATE_BACKEND
+    assert refused.text == DONT_KNOW and refused.refused == REFUSED_GATE
     assert is_refusal(refused.text) and refused.sources == ()
     assert "RAG_MIN_SCORE" in refused.notes[0] and len(refused.context) == 2  # the closest chunks, for show
     answered = answer_question(
         "What is the nightly hotel cap in London?", collection, model, llm, k=2, min_score=DEFAULT_MIN_SCORE
     )
-    assert answered.backend == "offline" and "185" in answered.text
+    assert answered.refused is None and "185" in answered.text
     ungated = answer_question(OFF_TOPIC, collection, model, llm, k=2, min_score=None)
-    assert ungated.backend == "offline"
+    assert ungated.refused != REFUSED_GATE
 
 
 @pytest.mark.slow
 def test_gate_in_stream_and_without_collection(index, model):
     from rag_helpers.extractive import ExtractiveAnswerer
-    from rag_helpers.pipeline import REFUSAL_TEXT, answer_question, stream_answer
+    from rag_helpers.answers import DONT_KNOW, REFUSED_GATE, REFUSED_NO_SOURCES
     from rag_helpers.dense import dense_retriever
+    from rag_helpers.pipeline import answer_question, stream_answer
 
     collection, _, _ = index
     llm = ExtractiveAnswerer(model)
     stream = stream_answer(OFF_TOPIC, collection, model, llm, k=2, min_score=0.3)
-    assert "".join(stream) == REFUSAL_TEXT and stream.answer.text == REFUSAL_TEXT
-    # a retriever that knows its collection is gated too; a bare function cannot be with an explicit threshold
-    assert answer_question(OFF_TOPIC, llm=llm, retriever=dense_retriever(collection), min_score=0.3).text == (
-        REFUSAL_TEXT
-    )
-    with pytest.raises(ValueError, match="min_score needs the collection"):
-        answer_question(OFF_TOPIC, llm=llm, retriever=lambda q, k: [], min_score=0.3)
+    assert "".join(stream) == DONT_KNOW and stream.answer.refused == REFUSED_GATE
+    # a retriever that knows its collection is gated too; a bare function has no collection to measure
+    gated = answer_question(OFF_TOPIC, answerer=llm, retriever=dense_retriever(collection), min_score=0.3)
+    assert gated.refused == REFUSED_GATE
+    bare = answer_question(OFF_TOPIC, answerer=llm, retriever=lambda q, k: [], min_score=0.3)
+    assert bare.refused == REFUSED_NO_SOURCES
 
 
 @pytest.mark.slow
 def test_ask_min_score_option(index, capsys):
+    from rag_helpers.answers import DONT_KNOW as REFUSAL_TEXT
     from rag_helpers.cli import main
-    from rag_helpers.pipeline import REFUSAL_TEXT
 
     _, settings, _ = index
     common = ["--db", str(settings.chroma_path), "--collection", "gate_test", "--backend", "offline",
               "--retriever", "dense", "-k", "2"]
     assert main(["ask", OFF_TOPIC, *common]) == 0
-    assert REFUSAL_TEXT in capsys.readouterr().out
-    assert main(["ask", OFF_TOPIC, *common, "--min-score", "off"]) == 0
-    assert REFUSAL_TEXT not in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert REFUSAL_TEXT in out and "not answered: retrieval found nothing close enough" in out
+    assert main(["ask", OFF_TOPIC, *common, "--min-score", "off", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["refused"] != "gate"
     with pytest.raises(SystemExit):
         main(["ask", OFF_TOPIC, *common, "--min-score", "2"])
     assert "between -1 and 1" in capsys.readouterr().err
@@ -383,18 +386,18 @@ def test_min_score_setting():
     assert Settings.from_mapping({}).min_score == DEFAULT_MIN_SCORE
     assert Settings.from_mapping({"RAG_MIN_SCORE": "0.3"}).min_score == 0.3
     assert Settings.from_mapping({"RAG_MIN_SCORE": "off"}).min_score is None
-    with pytest.raises(ValueError, match="RAG_MIN_SCORE must be a cosine similarity between -1 and 1"):
+    with pytest.raises(ValueError, match="RAG_MIN_SCORE: expected a cosine similarity between -1 and 1"):
         Settings.from_mapping({"RAG_MIN_SCORE": "high"})
 
 
 @pytest.mark.slow
 def test_the_app_shows_the_refusal(index, model):
-    from rag_helpers.pipeline import GATE_BACKEND, REFUSAL_TEXT
+    from rag_helpers.answers import DONT_KNOW, REFUSED_GATE
     from rag_helpers.widget import QAApp
 
     collection, settings, _ = index
     app = QAApp(collection, model, settings=settings, retrievers=["dense"], k=2)
     answer = app.ask(OFF_TOPIC)
-    assert answer is not None and answer.backend == GATE_BACKEND and app.error is None
-    assert REFUSAL_TEXT in app.answer_box.value and "not answered" in app.answer_box.value
-    assert app.ask("What is the nightly hotel cap in London?").backend == "offline"
+    assert answer is not None and answer.refused == REFUSED_GATE and app.error is None
+    assert "I don't know" in app.answer_box.value and "not answered" in app.answer_box.value
+    assert app.ask("What is the nightly hotel cap in London?").refused is None

@@ -224,7 +224,7 @@ def test_a_collection_without_its_keyword_or_sentence_index_is_one_clear_line(ca
     from rag_helpers.chunking import chunk_documents
     from rag_helpers.documents import load_documents
     from rag_helpers.store import get_client, get_collection
-    from rag_helpers.store import ingest as store_ingest
+    from rag_helpers.ingest import ingest as store_ingest
 
     settings = Settings.from_mapping({"CHROMA_PATH": index_args[1], "CHROMA_COLLECTION": index_args[3]})
     collection = get_collection(get_client(settings), index_args[3], model)

@@ -8,7 +8,8 @@ from rag_helpers.chunking import CharacterSplitter, chunk_documents
 from rag_helpers.dense import DenseRetriever, dense_retriever
 from rag_helpers.documents import Document
 from rag_helpers.embeddings import QueryEncoder
-from rag_helpers.store import SearchScope, get_client, get_collection, ingest, retrieve
+from rag_helpers.ingest import ingest
+from rag_helpers.store import SearchScope, get_client, get_collection, retrieve
 
 TEXTS = {
     "travel.md": "Hotels are booked through the portal. Economy class for flights under six hours.",

@@ -25,7 +25,7 @@ from rag_helpers.evaluation import (
 )
 from rag_helpers.questions import Question
 from rag_helpers.reporting import plot_reports
-from rag_helpers.store import RetrievedChunk
+from rag_helpers.base import RetrievedChunk
 
 T, F = True, False
 LOG3 = math.log2(3)  # the discount at rank 2
@@ -370,7 +370,8 @@ CLI_QUESTIONS = [
 def cli_index(tmp_path, model, monkeypatch):
     """A small folder, its question file, and an embedded index built from it."""
     from rag_helpers.documents import load_documents
-    from rag_helpers.store import get_client, get_collection, ingest
+    from rag_helpers.ingest import ingest
+    from rag_helpers.store import get_client, get_collection
 
     for doc_id, text in CLI_DOCS.items():
         path = tmp_path / "corpus" / doc_id

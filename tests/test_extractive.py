@@ -8,16 +8,17 @@ from rag_helpers.chunking import CharacterSplitter, chunk_documents
 from rag_helpers.documents import Document
 from rag_helpers.extractive import (
     EXTRACTED_LABEL,
-    NO_SOURCES_TEXT,
-    NOT_FOUND_TEXT,
     ExtractiveAnswerer,
+    NO_SOURCES_NOTE,
+    NOT_FOUND_NOTE,
     chunk_sentences,
     split_blocks,
     table_row_text,
 )
+from rag_helpers.answers import DONT_KNOW, REFUSED_ANSWERER, REFUSED_NO_SOURCES
 from rag_helpers.pipeline import answer_question, stream_answer
 from rag_helpers.prompts import build_prompt, messages_length
-from rag_helpers.store import RetrievedChunk
+from rag_helpers.base import RetrievedChunk
 
 POLICY_2024 = """# Travel Policy 2024
 
@@ -158,7 +159,7 @@ def answerer(model):
 
 def test_answer_quotes_the_right_sentence_with_its_citation_and_span(answerer):
     chunks = retrieved([DOC_2024, DOC_HANDBOOK])
-    result = answerer.answer("How much is the per diem for meals per full day?", chunks)
+    result = answerer.extract("How much is the per diem for meals per full day?", chunks)
     assert result.found and result.text.startswith(EXTRACTED_LABEL)
     line = next(line for line in result.text.splitlines() if "€52" in line)
     number = int(line.rsplit("[", 1)[1].rstrip("]"))
@@ -174,7 +175,7 @@ def test_answer_quotes_the_right_sentence_with_its_citation_and_span(answerer):
 
 def test_a_table_row_is_quoted_with_its_lead_in(answerer):
     chunks = retrieved([DOC_2024])
-    result = answerer.answer("What is the nightly hotel cap in London?", chunks)
+    result = answerer.extract("What is the nightly hotel cap in London?", chunks)
     assert "London: £185" in result.text and "|" not in result.text  # a row reads as text, not markdown
     # The lead-in that says what the table is comes first, once, and is highlighted too.
     assert result.text.count("The **nightly cap** for a standard room is:") == 1
@@ -217,10 +218,10 @@ def test_a_quoted_table_row_never_shows_markdown_pipes(answerer):
     metadata = {"document_id": "customers/references.md", "chunk_index": 1, "start": start, "end": end}
     cut = RetrievedChunk("customers/references.md_1", REFERENCES[start:], 0.4, 0.8, metadata)
     whole = RetrievedChunk("customers/references.md_0", REFERENCES, 0.4, 0.8, {**metadata, "start": 0})
-    cut_answer = answerer.answer("Which products does Maple Ridge Pharmacy use?", [cut])
+    cut_answer = answerer.extract("Which products does Maple Ridge Pharmacy use?", [cut])
     assert "Ridge Pharmacy: Canada; Lantern S3, Tidewatch; March 2024" in cut_answer.text
     assert "|" not in cut_answer.text
-    whole_answer = answerer.answer("When did Vistula Freight go live?", [whole])
+    whole_answer = answerer.extract("When did Vistula Freight go live?", [whole])
     assert "Live since: August 2024" in whole_answer.text and "|" not in whole_answer.text
 
 
@@ -228,7 +229,7 @@ def test_the_higher_ranked_of_two_near_identical_policies_wins(answerer):
     chunks_2024, chunks_2023 = retrieved([DOC_2024]), retrieved([DOC_2023])
     # The 2024 policy ranks first, as retrieval would put it for a question about 2024.
     ranked = [*chunks_2024, *[RetrievedChunk(c.id, c.text, 0.9, 0.55, c.metadata) for c in chunks_2023]]
-    result = answerer.answer(
+    result = answerer.extract(
         "Within how many days must expense claims be submitted under the 2024 policy?", ranked
     )
     best = result.extracts[0] if len(result.extracts) == 1 else max(result.extracts, key=lambda e: e.score)
@@ -237,20 +238,22 @@ def test_the_higher_ranked_of_two_near_identical_policies_wins(answerer):
 
 def test_unrelated_question_says_the_sources_do_not_contain_it(model):
     strict = ExtractiveAnswerer(model, min_similarity=0.6)
-    result = strict.answer("Which football team won the 1998 World Cup?", retrieved([DOC_HANDBOOK]))
-    assert not result.found and result.text == f"{EXTRACTED_LABEL}\n{NOT_FOUND_TEXT}"
+    result = strict.extract("Which football team won the 1998 World Cup?", retrieved([DOC_HANDBOOK]))
+    assert not result.found and result.text == f"{EXTRACTED_LABEL}\n{DONT_KNOW}"
+    assert (result.refused, result.note) == (REFUSED_ANSWERER, NOT_FOUND_NOTE)
     assert result.highlights == {}
 
 
 def test_no_chunks_means_nothing_to_extract(answerer):
-    result = answerer.answer("Anything?", [])
-    assert not result.found and NO_SOURCES_TEXT in result.text
+    result = answerer.extract("Anything?", [])
+    assert not result.found and DONT_KNOW in result.text
+    assert (result.refused, result.note) == (REFUSED_NO_SOURCES, NO_SOURCES_NOTE)
 
 
 def test_answers_are_deterministic(answerer):
     chunks = retrieved([DOC_2024, DOC_2023, DOC_HANDBOOK])
     question = "Is rail mandatory for short trips?"
-    assert answerer.answer(question, chunks) == answerer.answer(question, chunks)
+    assert answerer.extract(question, chunks) == answerer.extract(question, chunks)
 
 
 def test_bad_settings_are_rejected(model):
@@ -263,9 +266,10 @@ def test_bad_settings_are_rejected(model):
 # --- The offline backend and the pipeline -----------------------------------------------------------
 
 
-def test_reply_is_a_labelled_answer_with_resolved_sources(model):
+def test_answer_is_a_labelled_answer_with_resolved_sources(model):
     chunks = retrieved([DOC_2024, DOC_HANDBOOK])
-    answer = ExtractiveAnswerer(model).reply("How soon must lost laptops be reported?", chunks)
+    answer = ExtractiveAnswerer(model).answer(build_prompt("How soon must lost laptops be reported?", chunks))
+    assert answer.refused is None
     assert answer.backend == "offline" and answer.extractive
     assert answer.text.startswith(EXTRACTED_LABEL) and "24 hours" in answer.text
     assert answer.sources and all(source.highlights for source in answer.sources)
@@ -276,7 +280,7 @@ def test_reply_is_a_labelled_answer_with_resolved_sources(model):
 
 def test_offline_stream_gives_the_same_text_line_by_line(model):
     chunks = retrieved([DOC_2024])
-    stream = ExtractiveAnswerer(model).stream("What is the London hotel cap?", chunks)
+    stream = ExtractiveAnswerer(model).stream(build_prompt("What is the London hotel cap?", chunks))
     pieces = list(stream)
     assert len(pieces) >= 2 and "".join(pieces) == stream.answer.text
 
@@ -292,7 +296,7 @@ def test_answer_question_with_a_retriever_and_the_offline_backend(model):
     answer = answer_question(
         "What is the per diem for meals?",
         model=model,
-        llm=ExtractiveAnswerer(model),
+        answerer=ExtractiveAnswerer(model),
         k=2,
         retriever=retriever,
     )
@@ -312,7 +316,7 @@ def test_answer_question_reports_chunks_left_out_for_the_budget(model):
     question = "What is the per diem for meals?"
     answer = answer_question(
         question,
-        llm=ExtractiveAnswerer(model),
+        answerer=ExtractiveAnswerer(model),
         k=6,
         retriever=lambda q, k: chunks[:k],
         budget=small_budget(question, chunks, 3),
@@ -329,7 +333,7 @@ def test_stream_answer_carries_the_budget_note(model):
     question = "What is the per diem for meals?"
     stream = stream_answer(
         question,
-        llm=ExtractiveAnswerer(model),
+        answerer=ExtractiveAnswerer(model),
         k=6,
         retriever=lambda q, k: chunks[:k],
         budget=small_budget(question, chunks, 3),
@@ -359,7 +363,7 @@ def test_highlights_of_a_cut_sentence_start_and_end_on_word_boundaries(answerer)
     start = document.index("ttery")  # the chunk starts mid-word and ends mid-word
     metadata = {"document_id": "gateway.md", "start": start}
     chunk = RetrievedChunk("gateway.md_1", document[start:-12], 0.3, 0.85, metadata)
-    result = answerer.answer("How long does the battery last?", [chunk])
+    result = answerer.extract("How long does the battery last?", [chunk])
     assert result.found
     for a, b in result.highlights[1]:
         assert not (document[a - 1].isalnum() and document[a].isalnum()), document[a - 5 : b]

@@ -10,10 +10,9 @@ import pytest
 from llm_server import MODEL, FakeServer, Reply, completion
 
 from rag_helpers.config import Secret, Settings
+from rag_helpers.answers import Answer
 from rag_helpers.generation import (
     DEFAULT_PARAMS,
-    NO_KEY,
-    Answer,
     HuggingFaceLLM,
     LLMAuthError,
     LLMConnectionError,
@@ -22,12 +21,11 @@ from rag_helpers.generation import (
     LLMRequestError,
     LLMServerError,
     LLMTimeoutError,
+    NO_KEY,
     OpenAICompatibleLLM,
-    choose_backend,
-    cite,
 )
 from rag_helpers.prompts import build_prompt
-from rag_helpers.store import RetrievedChunk
+from rag_helpers.base import RetrievedChunk
 
 TOKEN = "hf_" + "TESTtokenThatMustNeverBePrinted123"  # built at run time: no token-like literal in the repo
 
@@ -82,7 +80,7 @@ def test_reply_is_parsed_and_citations_resolve_to_chunks(server):
     server.script = [
         Reply(body=completion("The 2024 cap in London is £185 [1]; it was £150 in 2023 [2].", usage))
     ]
-    answer = cite(openai_llm(server).generate(PROMPT.messages), PROMPT.chunks)
+    answer = openai_llm(server).answer(PROMPT)
 
     assert isinstance(answer, Answer)
     assert answer.text == "The 2024 cap in London is £185 [1]; it was £150 in 2023 [2]."
@@ -104,7 +102,7 @@ def test_reply_is_parsed_and_citations_resolve_to_chunks(server):
     assert request.path == "/v1/chat/completions"
     assert request.json["model"] == MODEL
     assert request.json["messages"] == PROMPT.messages
-    assert request.json["stream"] is False
+    assert request.json["stream"] is True  # every request streams; `answer` reads the stream
     for name, value in DEFAULT_PARAMS.items():
         assert request.json[name] == value
     assert (request.json["temperature"], request.json["max_tokens"], request.json["top_p"]) == (
@@ -119,8 +117,7 @@ def test_reply_is_parsed_and_citations_resolve_to_chunks(server):
 def test_hugging_face_backend_sends_its_token_and_parameters(server):
     server.script = [Reply(body=completion("Out of range [9] is ignored, [3] is kept."))]
     llm = hf_llm(server)
-    reply = llm.generate(PROMPT.messages, temperature=0.1, max_tokens=64, seed=7, stop=["\n\n"])
-    answer = cite(reply, PROMPT.chunks)
+    answer = llm.answer(PROMPT, temperature=0.1, max_tokens=64, seed=7, stop=["\n\n"])
 
     assert answer.backend == "hf" and answer.cited_ids == [CHUNKS[2].id]
     assert answer.usage is None  # the reply had no usage block
@@ -134,19 +131,18 @@ def test_hugging_face_backend_sends_its_token_and_parameters(server):
 
 def test_openai_backend_sends_the_configured_key(server):
     server.script = [Reply(body=completion("ok"))]
-    OpenAICompatibleLLM(MODEL, base_url=server.url, api_key=Secret("sk-local-123")).generate(PROMPT.messages)
+    OpenAICompatibleLLM(MODEL, base_url=server.url, api_key=Secret("sk-local-123")).answer(PROMPT)
     assert server.requests[0].headers["authorization"] == "Bearer sk-local-123"
 
 
 def test_streamed_reply_yields_pieces_then_a_full_answer(server):
     usage = {"prompt_tokens": 300, "completion_tokens": 9, "total_tokens": 309}
     server.script = [Reply(pieces=["The 2024 ", "London cap ", "is £185 [1]", "."], usage=usage)]
-    stream = hf_llm(server).stream(PROMPT.messages)
+    stream = hf_llm(server).stream(PROMPT)
 
     pieces = list(stream)
     assert pieces == ["The 2024 ", "London cap ", "is £185 [1]", "."]
-    assert stream.answer.sources == ()  # the backend gets no chunks: `cite` resolves its citations
-    answer = cite(stream.answer, PROMPT.chunks)
+    answer = stream.answer
     assert answer.text == "The 2024 London cap is £185 [1]."
     assert answer.cited_ids == [CHUNKS[0].id]
     assert answer.finish_reason == "stop"
@@ -163,7 +159,7 @@ def test_401_is_an_auth_error_that_says_what_to_do_and_hides_the_token(server):
     # A server that echoes the credentials it got must not get them printed.
     server.script = [Reply(status=401, body={"error": f"Invalid credentials in header: Bearer {TOKEN}"})]
     with pytest.raises(LLMAuthError) as caught:
-        hf_llm(server).generate(PROMPT.messages)
+        hf_llm(server).answer(PROMPT)
     error = caught.value
     assert error.status_code == 401
     assert "HF_TOKEN" in str(error) and "huggingface.co/settings/tokens" in str(error)
@@ -175,18 +171,18 @@ def test_401_is_an_auth_error_that_says_what_to_do_and_hides_the_token(server):
 def test_403_says_the_token_lacks_permission(server):
     server.script = [Reply(status=403)]
     with pytest.raises(LLMAuthError, match="permission"):
-        hf_llm(server).generate(PROMPT.messages)
+        hf_llm(server).answer(PROMPT)
 
 
 def test_401_on_a_keyless_openai_server_asks_for_llm_api_key(server):
     server.script = [Reply(status=401)]
     with pytest.raises(LLMAuthError, match="LLM_API_KEY"):
-        openai_llm(server).generate(PROMPT.messages)
+        openai_llm(server).answer(PROMPT)
 
 
 def test_429_then_success_is_retried(server):
     server.script = [Reply(status=429, headers={"retry-after": "0"}), Reply(body=completion("Fine now [1]."))]
-    answer = cite(hf_llm(server).generate(PROMPT.messages), PROMPT.chunks)
+    answer = hf_llm(server).answer(PROMPT)
     assert answer.text == "Fine now [1]."
     assert len(server.requests) == 2
     assert server.requests[0].json == server.requests[1].json
@@ -195,7 +191,7 @@ def test_429_then_success_is_retried(server):
 def test_429_every_time_gives_up_after_the_retries(server):
     server.script = [Reply(status=429)] * 5
     with pytest.raises(LLMRateLimitError, match="429") as caught:
-        hf_llm(server, retries=2).generate(PROMPT.messages)
+        hf_llm(server, retries=2).answer(PROMPT)
     assert "--backend offline" in str(caught.value) and "tried 3 times" in str(caught.value)
     assert len(server.requests) == 3  # the first try and two retries
 
@@ -203,22 +199,22 @@ def test_429_every_time_gives_up_after_the_retries(server):
 def test_500_is_retried_then_reported(server):
     server.script = [Reply(status=500)] * 3
     with pytest.raises(LLMServerError, match="HTTP 500") as caught:
-        openai_llm(server, retries=2).generate(PROMPT.messages)
+        openai_llm(server, retries=2).answer(PROMPT)
     assert caught.value.status_code == 500 and "try again later" in str(caught.value)
     assert len(server.requests) == 3
 
 
 def test_503_then_success_in_a_stream(server):
     server.script = [Reply(status=503), Reply(pieces=["ok [2]"])]
-    stream = openai_llm(server).stream(PROMPT.messages)
+    stream = openai_llm(server).stream(PROMPT)
     assert "".join(stream) == "ok [2]"
-    assert cite(stream.answer, PROMPT.chunks).cited_ids == [CHUNKS[1].id]
+    assert stream.answer.cited_ids == [CHUNKS[1].id]
     assert len(server.requests) == 2
 
 
 def test_an_error_in_the_middle_of_a_stream_is_a_server_error(server):
     server.script = [Reply(pieces=["The cap ", "is"], stream_error="CUDA out of memory")]
-    stream = hf_llm(server).stream(PROMPT.messages)
+    stream = hf_llm(server).stream(PROMPT)
     received = []
     with pytest.raises(LLMServerError, match="CUDA out of memory"):
         for piece in stream:
@@ -232,20 +228,20 @@ def test_a_reply_without_choices_is_a_server_error(server):
     body["choices"] = []
     server.script = [Reply(body=body)]
     with pytest.raises(LLMServerError, match="no choices"):
-        openai_llm(server).generate(PROMPT.messages)
+        openai_llm(server).answer(PROMPT)
 
 
 def test_no_retries_when_asked(server):
     server.script = [Reply(status=500), Reply(body=completion("never reached"))]
     with pytest.raises(LLMServerError):
-        openai_llm(server, retries=0).generate(PROMPT.messages)
+        openai_llm(server, retries=0).answer(PROMPT)
     assert len(server.requests) == 1
 
 
 def test_timeout_is_reported_and_not_retried(server):
     server.script = [Reply(body=completion("too late"), delay=1.5)]
     with pytest.raises(LLMTimeoutError, match="did not reply within 0.2 seconds") as caught:
-        openai_llm(server, timeout=0.2).generate(PROMPT.messages)
+        openai_llm(server, timeout=0.2).answer(PROMPT)
     assert isinstance(caught.value, TimeoutError)
     assert len(server.requests) == 1
 
@@ -253,7 +249,7 @@ def test_timeout_is_reported_and_not_retried(server):
 def test_404_is_a_request_error_that_names_the_model(server):
     server.script = [Reply(status=404, body={"error": "model 'test-org/test-model' not found"})]
     with pytest.raises(LLMRequestError, match="test-org/test-model"):
-        openai_llm(server).generate(PROMPT.messages)
+        openai_llm(server).answer(PROMPT)
     assert len(server.requests) == 1
 
 
@@ -263,7 +259,7 @@ def test_unreachable_server_is_a_connection_error():
         port = probe.getsockname()[1]
     llm = OpenAICompatibleLLM(MODEL, base_url=f"http://127.0.0.1:{port}/v1", retries=0, timeout=2)
     with pytest.raises(LLMConnectionError, match="Could not reach"):
-        llm.generate(PROMPT.messages)
+        llm.answer(PROMPT)
 
 
 def test_hub_offline_mode_is_explained(server, monkeypatch):
@@ -271,7 +267,7 @@ def test_hub_offline_mode_is_explained(server, monkeypatch):
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(LLMConnectionError, match="HF_HUB_OFFLINE"):
-        openai_llm(server).generate(PROMPT.messages)
+        openai_llm(server).answer(PROMPT)
     assert server.requests == []
 
 
@@ -285,27 +281,3 @@ def test_every_llm_error_is_a_runtime_error_for_the_cli():
         LLMRequestError,
     ):
         assert issubclass(error, LLMError) and issubclass(error, RuntimeError)
-
-
-# --- Choosing a backend ---------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("env", "expected"),
-    [
-        ({}, "offline"),
-        ({"HF_TOKEN": TOKEN}, "hf"),
-        ({"LLM_BASE_URL": "http://127.0.0.1:11434/v1"}, "openai"),
-        ({"HF_TOKEN": TOKEN, "LLM_BASE_URL": "http://127.0.0.1:11434/v1"}, "openai"),
-        ({"HF_TOKEN": TOKEN, "LLM_BACKEND": "offline"}, "offline"),
-        ({"HF_TOKEN": TOKEN, "LLM_BACKEND": "openai", "LLM_BASE_URL": "http://x/v1"}, "openai"),
-    ],
-)
-def test_choose_backend(env, expected):
-    assert choose_backend(Settings.from_mapping(env)) == expected
-
-
-def test_backend_argument_wins_over_settings():
-    assert choose_backend(Settings.from_mapping({"HF_TOKEN": TOKEN}), "offline") == "offline"
-    with pytest.raises(ValueError, match="Unknown LLM backend"):
-        choose_backend(Settings.from_mapping({}), "gpt")

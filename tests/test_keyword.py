@@ -6,9 +6,11 @@ import pytest
 
 from rag_helpers.chunking import chunk_documents
 from rag_helpers.documents import Document
-from rag_helpers.indexes import IndexNotBuiltError, build_bm25_index
+from rag_helpers.keyword_index import build_bm25_index
+from rag_helpers.store import IndexNotBuiltError
 from rag_helpers.keyword import BM25Retriever
-from rag_helpers.store import SearchScope, get_client, get_collection, ingest
+from rag_helpers.ingest import ingest
+from rag_helpers.store import SearchScope, get_client, get_collection
 
 TEXTS = {
     "kafka.md": "Consumer lag on the Kafka cluster grows when a consumer group rebalances too often.",

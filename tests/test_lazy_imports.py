@@ -34,9 +34,9 @@ def run_cli(*argv: object) -> tuple[int, str, list[str]]:
 # Each command fails on its arguments (exit 2, one line), prints help or scores an answers file.
 NO_MODEL_COMMANDS = [
     (["--help"], 0, "ingest"),
-    (["query", "Where is the office?", "-k", "0", "--db", "{db}"], 2, "-k must be at least 1"),
+    (["query", "Where is the office?", "-k", "0", "--db", "{db}"], 2, "argument -k/--k: must be at least 1, got 0"),
     (["query", "   ", "--db", "{db}"], 2, "The query is empty"),
-    (["ingest", "{corpus}", "--batch-size", "0", "--db", "{db}"], 2, "--batch-size must be at least 1"),
+    (["ingest", "{corpus}", "--batch-size", "0", "--db", "{db}"], 2, "argument --batch-size: must be at least 1, got 0"),
     (["ingest", "{corpus}", "--chunk-size", "0", "--db", "{db}"], 2, "chunk"),
     (["ingest", "{corpus}/missing", "--db", "{db}"], 2, "missing"),
     (["eval-answers", "--answers", "{answers}"], 0, "1 answers"),
@@ -119,7 +119,8 @@ def test_needs_model_only_when_text_is_new_or_changed(tmp_path, model):
     from rag_helpers.chunking import CharacterSplitter, chunk_documents
     from rag_helpers.config import Settings
     from rag_helpers.documents import Document
-    from rag_helpers.store import get_client, get_collection, ingest, needs_model
+    from rag_helpers.ingest import ingest, needs_model
+    from rag_helpers.store import get_client, get_collection
 
     client = get_client(Settings.from_mapping({"CHROMA_PATH": str(tmp_path / "db")}))
     name, splitter = "needs_model_test", CharacterSplitter(60, 0)

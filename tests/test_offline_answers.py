@@ -1,6 +1,6 @@
 """The offline answerer on the sample corpus: does the extracted answer quote the evidence?
 
-The index comes from `indexes.ensure_index` in the course's index folder, as the notebooks get it (real
+The index comes from `ingest.ensure_index` in the course's index folder, as the notebooks get it (real
 Chroma, real model at the default precision: bf16 on CPUs with native bf16, which is 3-4x faster than
 fp32 there): in a full run the browser test has built it and it is found up to date, and run alone
 this test builds it, which the notebooks after it then reuse; questions come from
@@ -13,12 +13,12 @@ import re
 
 import pytest
 
-from rag_helpers import indexes
+from rag_helpers import ingest
 from rag_helpers.config import SAMPLE_CORPUS_DIR, SAMPLE_QUESTIONS_PATH, Settings
 from rag_helpers.documents import load_documents
 from rag_helpers.embeddings import EmbeddingCache
 from rag_helpers.extractive import ExtractiveAnswerer
-from rag_helpers.generation import Answer
+from rag_helpers.answers import Answer
 from rag_helpers.extractive import EXTRACTED_LABEL
 from rag_helpers.pipeline import answer_question
 from rag_helpers.questions import load_questions
@@ -49,7 +49,7 @@ def model(settings):
 
 @pytest.fixture(scope="module")
 def index(settings, model):
-    collection, _ = indexes.ensure_index(settings, SAMPLE_CORPUS_DIR, model=model, progress=False)
+    collection, _ = ingest.ensure_index(settings, SAMPLE_CORPUS_DIR, model=model, progress=False)
     return collection
 
 

@@ -6,6 +6,7 @@ import re
 
 import pytest
 
+from rag_helpers.answers import parse_citations
 from rag_helpers.prompts import (
     GROUNDED_SYSTEM_PROMPT,
     budget_note,
@@ -13,9 +14,8 @@ from rag_helpers.prompts import (
     build_prompt,
     format_source,
     messages_length,
-    parse_citations,
 )
-from rag_helpers.store import RetrievedChunk
+from rag_helpers.base import RetrievedChunk
 
 
 def hit(chunk_id: str, text: str, rank: int = 0) -> RetrievedChunk:

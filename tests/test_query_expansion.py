@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from rag_helpers.extractive import ExtractiveAnswerer
-from rag_helpers.generation import Answer
-from rag_helpers.indexes import BM25Index, tokenize
+from rag_helpers.answers import Answer
+from rag_helpers.keyword_index import BM25Index
+from rag_helpers.text import tokenize
 from rag_helpers.query_expansion import (
     HyDERetriever,
     LanguageModelRequiredError,
@@ -17,7 +18,7 @@ from rag_helpers.query_expansion import (
     multi_query,
     rocchio,
 )
-from rag_helpers.store import RetrievedChunk
+from rag_helpers.base import RetrievedChunk
 
 
 class ScriptedLLM:
@@ -30,8 +31,8 @@ class ScriptedLLM:
         self.reply = reply
         self.calls: list[list[dict]] = []
 
-    def generate(self, messages, **params):
-        self.calls.append(messages)
+    def answer(self, prompt, **params):
+        self.calls.append(prompt.messages)
         return Answer(text=self.reply, backend=self.backend, model=self.model)
 
 

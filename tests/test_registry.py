@@ -13,7 +13,7 @@ from rag_helpers.config import Settings
 from rag_helpers.documents import Document
 from rag_helpers.embeddings import QueryEncoder
 from rag_helpers.fusion import HybridRetriever, reciprocal_rank_fusion
-from rag_helpers.indexes import update_indexes
+from rag_helpers.ingest import update_indexes
 from rag_helpers.registry import (
     DEFAULT_RETRIEVER,
     RETRIEVERS,
@@ -21,7 +21,8 @@ from rag_helpers.registry import (
     describe_retrievers,
     make_retriever,
 )
-from rag_helpers.store import get_client, get_collection, ingest
+from rag_helpers.ingest import ingest
+from rag_helpers.store import get_client, get_collection
 
 TEXTS = {
     "policies/travel_2024.md": (
@@ -344,8 +345,8 @@ class ScriptedLLM:
     def __init__(self, reply: str) -> None:
         self.reply = reply
 
-    def generate(self, messages, **params):
-        from rag_helpers.generation import Answer
+    def answer(self, prompt, **params):
+        from rag_helpers.answers import Answer
 
         return Answer(text=self.reply, backend=self.backend, model=self.model)
 

@@ -21,7 +21,9 @@ import pytest
 from llm_server import MODEL, Reply, completion
 from test_store import ChromaServer, free_port
 
-from rag_helpers import cli, indexes, store
+from rag_helpers import cli, store
+from rag_helpers import ingest as ingest_module
+from rag_helpers.base import Prompt
 from rag_helpers.chunking import CharacterSplitter, chunk_documents
 from rag_helpers.config import Settings, safe_url
 from rag_helpers.documents import BinaryContentError, DocumentLoadWarning, decode_text, scan_folder
@@ -184,7 +186,7 @@ def test_a_sub_folder_of_the_ingested_root_is_refused_not_duplicated(
     code, mixed, _ = ingest(capsys, corpus / "engineering", db, "--allow-other-root")
     assert code == 0 and mixed["added"] == mixed["chunks"] > 0
     collection = open_index(db)
-    assert collection.metadata[store.ROOT_KEY] == str(corpus.resolve())
+    assert collection.metadata[ingest_module.ROOT_KEY] == str(corpus.resolve())
 
 
 # --- 3. an emptied file loses its chunks ---------------------------------------------------------
@@ -277,7 +279,7 @@ def test_a_url_secret_never_shows_in_settings_reports_or_errors(template, capsys
     llm = OpenAICompatibleLLM(MODEL, base_url=url, retries=0, timeout=5)
     shown.append(repr(llm))
     with pytest.raises(Exception) as info:
-        llm.generate([{"role": "user", "content": "hi"}])
+        llm.answer(Prompt([{"role": "user", "content": "hi"}]))
     shown.append(str(info.value))
     assert f"127.0.0.1:{port}" in shown[-1]
     for text in shown:
@@ -289,7 +291,7 @@ def test_a_url_secret_never_shows_in_server_error_messages(server):
     server.script.append(Reply(status=500))
     llm = OpenAICompatibleLLM(MODEL, base_url=url, retries=0)
     with pytest.raises(LLMServerError) as info:
-        llm.generate([{"role": "user", "content": "hi"}])
+        llm.answer(Prompt([{"role": "user", "content": "hi"}]))
     assert "HTTP 500" in str(info.value) and SECRET not in str(info.value)
 
 
@@ -306,19 +308,14 @@ MALFORMED = {
 
 
 @pytest.mark.parametrize("kind", MALFORMED)
-@pytest.mark.parametrize("streaming", [True, False])
-def test_a_malformed_reply_is_an_error_not_an_empty_answer(server, kind, streaming):
+def test_a_malformed_reply_is_an_error_not_an_empty_answer(server, kind):
     server.script.append(MALFORMED[kind])
     llm = OpenAICompatibleLLM(MODEL, base_url=server.url, retries=0)
-    messages = [{"role": "user", "content": "hi"}]
     with pytest.raises(LLMServerError) as info:
-        if streaming:
-            llm.stream(messages).answer  # noqa: B018 - reading the answer runs the stream
-        else:
-            llm.generate(messages)
+        llm.answer(Prompt([{"role": "user", "content": "hi"}]))  # every request streams
     message = str(info.value)
     assert "Expecting value" not in message
-    if kind == "no choices" and streaming:
+    if kind == "no choices":
         assert "without any answer in it (no choices)" in message
     else:
         assert f"The server at {server.url} did not return an OpenAI-compatible reply" in message
@@ -328,7 +325,7 @@ def test_a_malformed_reply_is_an_error_not_an_empty_answer(server, kind, streami
 def small_index(tmp_path, model) -> Path:
     folder = write_corpus(tmp_path / "small", {"travel.txt": DOCS["travel.txt"]})
     settings = Settings.from_mapping({"CHROMA_PATH": str(tmp_path / "db"), "CHROMA_COLLECTION": COLLECTION})
-    indexes.ensure_index(settings, folder, model=model, progress=False)
+    ingest_module.ensure_index(settings, folder, model=model, progress=False)
     return tmp_path / "db"
 
 
@@ -391,7 +388,7 @@ def test_an_unreadable_file_is_skipped_and_keeps_its_chunks(world_readable_dir, 
     collection = store.get_collection(store.get_client(settings), COLLECTION, model)
     first = scan_folder(folder)
     chunks = chunk_documents(first.documents, SPLITTER)
-    store.ingest(collection, chunks, model, progress=False, documents=first)
+    ingest_module.ingest(collection, chunks, model, progress=False, documents=first)
 
     (folder / "b.txt").chmod(0o000)
     with pytest.warns(DocumentLoadWarning, match="b.txt: cannot be read"):
@@ -399,7 +396,7 @@ def test_an_unreadable_file_is_skipped_and_keeps_its_chunks(world_readable_dir, 
     assert [d.id for d in second.documents] == ["a.txt"]
     assert [(s.id, s.keep_indexed) for s in second.skipped] == [("b.txt", True)]
     chunks = chunk_documents(second.documents, SPLITTER)
-    report = store.ingest(collection, chunks, model, progress=False, prune=True, documents=second)
+    report = ingest_module.ingest(collection, chunks, model, progress=False, prune=True, documents=second)
     assert report.removed == 0
     assert report.skipped_files[0]["reason"].startswith("cannot be read (Permission denied)")
     assert sorted({m["document_id"] for m in collection.get()["metadatas"]}) == ["a.txt", "b.txt"]
@@ -556,7 +553,7 @@ def test_a_second_ingest_waits_and_redoes_nothing_the_first_committed(tmp_path, 
         *CHUNK_ARGS, "--json",
     ]
     lines: list[str] = []
-    with store.ingest_lock(settings):  # the first ingest holds the index
+    with ingest_module.ingest_lock(settings):  # the first ingest holds the index
         second = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         reader = threading.Thread(target=lambda: lines.extend(second.stderr), daemon=True)
         reader.start()
@@ -564,7 +561,7 @@ def test_a_second_ingest_waits_and_redoes_nothing_the_first_committed(tmp_path, 
         folder = scan_folder(corpus)
         chunks = chunk_documents(folder.documents, SPLITTER)
         collection = store.get_collection(store.get_client(settings), COLLECTION, model)
-        first = store.ingest(collection, chunks, model, progress=False, documents=folder)
+        first = ingest_module.ingest(collection, chunks, model, progress=False, documents=folder)
         assert first.added == len(chunks)
     out, _ = second.communicate(timeout=120)
     reader.join(timeout=10)

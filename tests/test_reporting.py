@@ -17,9 +17,10 @@ from rag_helpers.reporting import (
     metric_axis_label,
     plot_answer_reports,
 )
-from rag_helpers.indexes import update_indexes
+from rag_helpers.ingest import update_indexes
 from rag_helpers.questions import Question
-from rag_helpers.store import get_client, get_collection, ingest
+from rag_helpers.ingest import ingest
+from rag_helpers.store import get_client, get_collection
 
 TEXTS = {
     "a.md": "The Lantern S3 gateway has four sensor ports.",

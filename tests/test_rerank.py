@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from rag_helpers.embeddings import embed
-from rag_helpers.rerank import (
-    CrossEncoderReranker,
-    RerankerUnavailableError,
-    SentenceReranker,
-)
+from rag_helpers.rerank import CrossEncoderReranker, RerankerUnavailableError, SentenceReranker
 from rag_helpers.base import RetrievedChunk
 
 

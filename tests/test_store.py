@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import shutil
 import socket
@@ -15,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rag_helpers import store
+from rag_helpers import ingest, store
 from rag_helpers.chunking import CharacterSplitter, chunk_documents
 from rag_helpers.config import Settings
-from rag_helpers.documents import Document, load_documents
+from rag_helpers.documents import Document
 from rag_helpers.embeddings import embed
 
 SPLITTER = CharacterSplitter(chunk_size=120, chunk_overlap=10)
@@ -149,7 +148,7 @@ def test_bad_collection_name_is_a_value_error(client, model):
 
 
 def test_open_collection_rebuilds_the_model_from_the_stored_config(collection, client, model):
-    store.ingest(collection, make_chunks(), model, progress=False)
+    ingest.ingest(collection, make_chunks(), model, progress=False)
     reopened = store.open_collection(client, "test_collection")
     hits = store.retrieve(reopened, "How long must passwords be?", k=1)
     assert hits[0].document_id == "security.txt"
@@ -157,209 +156,9 @@ def test_open_collection_rebuilds_the_model_from_the_stored_config(collection, c
         store.open_collection(client, "missing_collection")
 
 
-# --- ingest ----------------------------------------------------------------------------------
-
-
-def test_ingest_stores_text_metadata_and_vectors(collection, model):
-    chunks = make_chunks()
-    report = store.ingest(collection, chunks, model, progress=False)
-    assert (report.added, report.updated, report.skipped, report.removed) == (len(chunks), 0, 0, 0)
-    assert report.embedded == report.count == collection.count() == len(chunks)
-
-    got = collection.get(ids=[c.id for c in chunks], include=["documents", "metadatas", "embeddings"])
-    by_id = {
-        i: (d, m, e) for i, d, m, e in zip(got["ids"], got["documents"], got["metadatas"], got["embeddings"])
-    }
-    vectors = embed([c.text for c in chunks], model, progress=False)
-    for chunk, vector in zip(chunks, vectors):
-        text, meta, stored_vector = by_id[chunk.id]
-        assert text == chunk.text
-        assert meta == store.chunk_metadata(chunk)
-        assert meta["document_id"] == chunk.document_id and meta["chunk_index"] == chunk.index
-        assert (meta["start"], meta["end"]) == (chunk.start, chunk.end)
-        assert meta["content_hash"] == chunk.content_hash
-        assert {"category", "file_name", "extension", "encoding", "size_bytes"} <= meta.keys()
-        np.testing.assert_allclose(stored_vector, vector, atol=1e-6)
-
-
-def test_a_repeated_text_is_embedded_once_across_write_batches(collection, model, embedded_texts):
-    from rag_helpers.base import Chunk
-
-    footer = "Questions go to the People team."
-    texts = [footer, "Leave is 25 days.", footer, "Parking is free.", footer]
-    chunks = [Chunk(f"doc{i}.txt_0", text, f"doc{i}.txt", 0, 0, len(text)) for i, text in enumerate(texts)]
-    report = store.ingest(collection, chunks, model, batch_size=2, progress=False)  # 3 write batches
-    assert sorted(embedded_texts) == sorted(set(texts))  # the footer once, not three times
-    assert report.embedded == report.added == collection.count() == 5
-    stored = collection.get(ids=[c.id for c in chunks], include=["embeddings"])
-    by_id = dict(zip(stored["ids"], stored["embeddings"]))
-    expected = embed(texts, model, progress=False)
-    for chunk, vector in zip(chunks, expected):
-        np.testing.assert_allclose(by_id[chunk.id], vector, atol=1e-6)
-
-
-def test_metadata_values_are_chroma_types_and_never_none():
-    chunk = make_chunks()[0]
-    chunk = dataclasses.replace(
-        chunk, metadata={**chunk.metadata, "path": Path("a/b"), "missing": None, "score": np.float32(0.5)}
-    )
-    meta = store.chunk_metadata(chunk)
-    assert meta["path"] == "a/b" and "missing" not in meta and isinstance(meta["score"], float)
-    assert all(isinstance(v, (str, int, float, bool)) for v in meta.values())
-
-
-def test_reingest_of_an_unchanged_corpus_embeds_nothing_and_changes_nothing(collection, model, monkeypatch):
-    chunks = make_chunks()
-    store.ingest(collection, chunks, model, progress=False)
-    before = snapshot(collection)
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("re-ingest embedded an unchanged chunk")
-
-    monkeypatch.setattr(store, "embed", refuse)
-    report = store.ingest(collection, chunks, model, progress=False, prune=True)
-    assert (report.added, report.updated, report.removed, report.embedded) == (0, 0, 0, 0)
-    assert report.skipped == len(chunks) == collection.count()
-    assert snapshot(collection) == before
-
-
-def test_a_shorter_document_leaves_no_stale_chunks(collection, model):
-    store.ingest(collection, make_chunks(), model, progress=False)
-    old_travel = ids_of(collection, "travel.txt")
-    assert len(old_travel) >= 3
-    shorter = {**TOPICS, "travel.txt": "Travel policy. Book economy class."}
-    report = store.ingest(collection, make_chunks(shorter), model, progress=False)
-    assert ids_of(collection, "travel.txt") == ["travel.txt_0"]
-    assert report.removed == len(old_travel) - 1
-    assert report.updated == 1 and report.embedded == 1 and report.added == 0
-    assert collection.get(ids=["travel.txt_0"])["documents"] == ["Travel policy. Book economy class."]
-    # The other documents were untouched.
-    assert report.skipped == len(make_chunks()) - len(old_travel)
-
-
-def test_a_changed_chunk_is_re_embedded(collection, model):
-    store.ingest(collection, make_chunks(), model, progress=False)
-    changed = {**TOPICS, "kitchen.md": TOPICS["kitchen.md"].replace("Friday", "Thursday")}
-    report = store.ingest(collection, make_chunks(changed), model, progress=False)
-    assert report.updated >= 1 and report.embedded == report.updated and report.added == 0
-    hits = store.retrieve(collection, "Which day is the fridge cleaned?", k=1)
-    assert "Thursday" in hits[0].text
-
-
-def test_metadata_only_change_rewrites_metadata_without_embedding(collection, model, monkeypatch):
-    chunks = make_chunks()
-    store.ingest(collection, chunks, model, progress=False)
-    relabelled = [
-        dataclasses.replace(
-            c, metadata={k: v for k, v in c.metadata.items() if k != "encoding"} | {"team": "ops"}
-        )
-        for c in chunks
-    ]
-    monkeypatch.setattr(store, "embed", lambda *a, **k: pytest.fail("metadata-only change was re-embedded"))
-    report = store.ingest(collection, relabelled, model, progress=False)
-    assert report.updated == len(chunks) and report.embedded == 0
-    meta = collection.get(ids=[chunks[0].id])["metadatas"][0]
-    assert meta["team"] == "ops" and "encoding" not in meta
-    assert meta == store.chunk_metadata(relabelled[0])
-
-
-def test_deleted_documents_stay_unless_pruned(collection, model):
-    store.ingest(collection, make_chunks(), model, progress=False)
-    remaining = {k: v for k, v in TOPICS.items() if k != "security.txt"}
-    report = store.ingest(collection, make_chunks(remaining), model, progress=False)
-    assert report.removed == 0 and ids_of(collection, "security.txt")
-
-    report = store.ingest(collection, make_chunks(remaining), model, progress=False, prune=True)
-    assert report.removed > 0 and ids_of(collection, "security.txt") == []
-    assert {m["document_id"] for m in collection.get()["metadatas"]} == set(remaining)
-
-
-def test_documents_scope_removes_a_document_that_has_no_chunks_left(collection, model):
-    store.ingest(collection, make_chunks(), model, progress=False)
-    others = {k: v for k, v in TOPICS.items() if k != "kitchen.md"}
-    store.ingest(collection, make_chunks(others), model, progress=False, documents=["kitchen.md", *others])
-    assert ids_of(collection, "kitchen.md") == []
-    assert ids_of(collection, "travel.txt")
-
-
-def test_interrupted_ingest_keeps_finished_batches_and_resumes(collection, model, monkeypatch):
-    chunks = make_chunks()
-    assert len(chunks) > 6
-    real_upsert = collection.upsert
-    calls = []
-
-    def failing_upsert(**kwargs):
-        calls.append(len(kwargs["ids"]))
-        if len(calls) == 2:
-            raise RuntimeError("disk full (simulated)")
-        return real_upsert(**kwargs)
-
-    monkeypatch.setattr(collection, "upsert", failing_upsert)
-    with pytest.raises(RuntimeError, match="simulated"):
-        store.ingest(collection, chunks, model, batch_size=3, progress=False)
-    assert collection.count() == 3  # the first batch was committed
-    monkeypatch.setattr(collection, "upsert", real_upsert)
-
-    report = store.ingest(collection, chunks, model, batch_size=3, progress=False)
-    assert report.skipped == 3 and report.added == len(chunks) - 3 and report.embedded == len(chunks) - 3
-    assert sorted(ids_of(collection)) == sorted(c.id for c in chunks)
-
-
-def test_batches_never_exceed_the_clients_max_batch_size(collection, model, monkeypatch):
-    chunks = make_chunks()
-    limit = 4
-    monkeypatch.setattr(collection._client, "get_max_batch_size", lambda: limit)
-    sizes = {"upsert": [], "delete": [], "get": []}
-    for name in sizes:
-        real = getattr(collection, name)
-
-        def spy(*args, _real=real, _name=name, **kwargs):
-            if _name == "get":
-                sizes["get"].append(kwargs.get("limit"))
-            else:
-                sizes[_name].append(len(kwargs["ids"]))
-            return _real(*args, **kwargs)
-
-        monkeypatch.setattr(collection, name, spy)
-
-    report = store.ingest(collection, chunks, model, batch_size=1000, progress=False)
-    assert report.batch_size == limit
-    assert sum(sizes["upsert"]) == len(chunks) and max(sizes["upsert"]) == limit
-    assert report.batches == -(-len(chunks) // limit)
-    # Reading what is stored pages by the same limit and still sees everything.
-    assert len(store.existing_metadata(collection)) == len(chunks)
-    assert set(sizes["get"]) == {limit}
-
-    # Pruning all but one document deletes in batches of the limit too (force: it is most of the collection).
-    kept = [c for c in chunks if c.document_id == "kitchen.md"]
-    report = store.ingest(collection, kept, model, prune=True, force=True, progress=False)
-    assert report.removed == len(chunks) - len(kept) > limit
-    assert max(sizes["delete"]) <= limit and collection.count() == len(kept)
-
-
-def test_bad_input_is_refused(collection, model):
-    chunk = make_chunks()[0]
-    with pytest.raises(ValueError, match="Duplicate chunk ids"):
-        store.ingest(collection, [chunk, chunk], model, progress=False)
-    with pytest.raises(ValueError, match="batch_size"):
-        store.ingest(collection, [chunk], model, batch_size=0, progress=False)
-
-
-def test_report_summary_and_dict(collection, model):
-    report = store.ingest(collection, make_chunks(), model, progress=False)
-    line = report.summary()
-    assert "\n" not in line and f"{report.added} added" in line and "test_collection" in line
-    data = report.to_dict()
-    assert data["added"] == report.added and data["collection"] == "test_collection"
-    assert report.total_seconds >= report.embed_seconds + report.write_seconds
-
-
-# --- retrieve --------------------------------------------------------------------------------
-
-
 def test_retrieve_orders_best_first_and_fills_every_field(collection, model):
     chunks = make_chunks()
-    store.ingest(collection, chunks, model, progress=False)
+    ingest.ingest(collection, chunks, model, progress=False)
     target = chunks[1]
     hits = store.retrieve(collection, target.text, k=4)
     assert len(hits) == 4
@@ -380,7 +179,7 @@ def test_retrieve_orders_best_first_and_fills_every_field(collection, model):
 
 def test_retrieve_scores_in_a_cosine_collection(client, model):
     cosine = store.get_collection(client, "cosine_scores", model, distance="cosine")
-    store.ingest(cosine, make_chunks(), model, progress=False)
+    ingest.ingest(cosine, make_chunks(), model, progress=False)
     query = "What does a taxi need?"
     q = embed([query], model, progress=False)[0]
     for hit in store.retrieve(cosine, query, k=3):
@@ -391,7 +190,7 @@ def test_retrieve_scores_in_a_cosine_collection(client, model):
 def test_retrieve_k_bounds_filters_and_empty_queries(collection, model):
     chunks = make_chunks()
     assert store.retrieve(collection, "anything", k=3) == []  # empty collection
-    store.ingest(collection, chunks, model, progress=False)
+    ingest.ingest(collection, chunks, model, progress=False)
     assert len(store.retrieve(collection, "travel", k=len(chunks) + 50)) == len(chunks)
     assert len(store.retrieve(collection, "travel", k=1)) == 1
     only = store.retrieve(collection, "passwords", k=50, where={"document_id": "kitchen.md"})
@@ -409,7 +208,7 @@ def test_retrieve_k_bounds_filters_and_empty_queries(collection, model):
 def test_retrieve_takes_a_vector_and_text_filters_and_reads_stored_vectors(collection, model):
     from rag_helpers.embeddings import embed_one
 
-    store.ingest(collection, make_chunks(), model, progress=False)
+    ingest.ingest(collection, make_chunks(), model, progress=False)
     question = "Where are hotels booked?"
     by_text = store.retrieve(collection, question, 3)
     by_vector = store.retrieve(collection, embed_one(question, model), 3)
@@ -427,11 +226,11 @@ def test_retrieve_takes_a_vector_and_text_filters_and_reads_stored_vectors(colle
 
 def test_read_collection_reads_every_page(collection, model):
     chunks = make_chunks()
-    store.ingest(collection, chunks, model, progress=False)
+    ingest.ingest(collection, chunks, model, progress=False)
     data = store.read_collection(collection, page_size=2)
     assert sorted(data["ids"]) == sorted(c.id for c in chunks)
     assert len(data["documents"]) == len(data["metadatas"]) == len(chunks)
-    assert store.existing_metadata(collection, page_size=3) == {
+    assert ingest.existing_metadata(collection, page_size=3) == {
         i: m for i, m in zip(data["ids"], data["metadatas"])
     }
 
@@ -528,7 +327,7 @@ def test_server_mode_ingest_query_and_restart(chroma_server, model):
     assert type(client).__name__ != "PersistentClient" and client.heartbeat() > 0
     collection = store.get_collection(client, settings.collection, model)
     chunks = make_chunks()
-    report = store.ingest(collection, chunks, model, progress=False)
+    report = ingest.ingest(collection, chunks, model, progress=False)
     assert report.added == len(chunks) == collection.count()
     hits = store.retrieve(collection, "How long must passwords be?", k=3)
     assert hits[0].document_id == "security.txt"
@@ -547,7 +346,7 @@ def test_server_mode_ingest_query_and_restart(chroma_server, model):
     assert [h.id for h in store.retrieve(reopened, "How long must passwords be?", k=3)] == [
         h.id for h in hits
     ]
-    again = store.ingest(
+    again = ingest.ingest(
         store.get_collection(store.get_client(settings), settings.collection, model),
         chunks,
         model,

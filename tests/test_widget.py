@@ -17,16 +17,16 @@ import pytest
 from rag_helpers.chunking import CharacterSplitter, chunk_documents
 from rag_helpers.config import Settings
 from rag_helpers.documents import load_documents
-from rag_helpers.generation import Answer, Source
-from rag_helpers.indexes import update_indexes
-from rag_helpers.store import get_client, get_collection, ingest
+from rag_helpers.answers import Answer, Source
+from rag_helpers.ingest import update_indexes
+from rag_helpers.ingest import ingest
+from rag_helpers.store import get_client, get_collection
 from rag_helpers.widget import (
     QAApp,
     answer_html,
     available_retrievers,
     backend_options,
     document_texts,
-    is_dont_know,
     markdown_html,
     marked_html,
     source_html,
@@ -392,12 +392,14 @@ def test_answers_render_markdown_and_keep_their_citations():
     assert "<strong>nightly cap</strong>" in rendered and "**" not in rendered
     assert "<li>" in rendered and "<script>" not in rendered  # raw HTML in an answer is shown, not run
     assert 'class="rag-cite"' in rendered and 'title="b.md">[2]</b>' in rendered
-    assert "rag-dont-know" not in rendered and not is_dont_know(answer)
+    assert "rag-dont-know" not in rendered
     assert "<table>" in markdown_html("| a | b |\n|---|---|\n| 1 | 2 |")
 
 
-def test_a_refusal_is_marked_as_dont_know():
-    from rag_helpers.prompts import NO_ANSWER
+def test_a_refusal_is_marked_as_dont_know_by_its_reason_not_its_words():
+    from rag_helpers.answers import DONT_KNOW, REFUSED_ANSWERER
 
-    answer = Answer(text=NO_ANSWER, backend="openai", model="m")
-    assert is_dont_know(answer) and "rag-dont-know" in answer_html(answer)
+    refused = Answer(text="Sorry, no idea.", backend="openai", model="m", refused=REFUSED_ANSWERER)
+    rendered = answer_html(refused)
+    assert "rag-dont-know" in rendered and "the answerer found no answer in the sources" in rendered
+    assert "rag-dont-know" not in answer_html(Answer(text=DONT_KNOW + " (quoted)", backend="openai", model="m"))
