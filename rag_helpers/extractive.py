@@ -263,6 +263,7 @@ def distinctive_tokens(text: str) -> list[str]:
     return sorted({token for token in tokens if re.search(r"\d", token)})
 
 
+@dataclass(repr=False, eq=False)
 class ExtractiveAnswerer(Answerer):
     """Answer a question with the retrieved sentences most similar to it (see the module docstring).
 
@@ -282,40 +283,29 @@ class ExtractiveAnswerer(Answerer):
 
     backend = "offline"
 
-    def __init__(
-        self,
-        model: Any,
-        *,
-        max_sentences: int = 3,
-        min_similarity: float = 0.35,
-        margin: float = 0.15,
-        chunk_weight: float = 0.3,
-        lead_weight: float = 0.9,
-        number_bonus: float = 0.03,
-        keyword_bonus: float = 0.03,
-        partial_penalty: float = 0.05,
-        context: bool = True,
-        batch_size: int | None = None,
-        cache: EmbeddingCache | None = None,
-    ) -> None:
-        if max_sentences < 1:
-            raise ValueError(f"max_sentences must be at least 1, got {max_sentences}")
-        if not 0.0 <= chunk_weight <= 1.0:
-            raise ValueError(f"chunk_weight must be between 0 and 1, got {chunk_weight}")
-        self.embedding_model = model
-        self.max_sentences = max_sentences
-        self.min_similarity = min_similarity
-        self.margin = margin
-        self.chunk_weight = chunk_weight
-        self.lead_weight = lead_weight
-        self.number_bonus = number_bonus
-        self.keyword_bonus = keyword_bonus
-        self.partial_penalty = partial_penalty
-        self.context = context
-        self.batch_size = batch_size
-        self.cache = cache  # reuse sentence vectors across questions (chunks come back often)
-        # Named like a language-model backend's `model`, for the answer's "(offline: ...)" line.
-        self.model = f"extractive ({getattr(model, 'rag_name', type(model).__name__)})"
+    embedding_model: Any
+    max_sentences: int = 3
+    min_similarity: float = 0.35
+    margin: float = 0.15
+    chunk_weight: float = 0.3
+    lead_weight: float = 0.9
+    number_bonus: float = 0.03
+    keyword_bonus: float = 0.03
+    partial_penalty: float = 0.05
+    context: bool = True
+    batch_size: int | None = None
+    cache: EmbeddingCache | None = None  # reuse sentence vectors across questions (chunks come back often)
+
+    def __post_init__(self) -> None:
+        if self.max_sentences < 1:
+            raise ValueError(f"max_sentences must be at least 1, got {self.max_sentences}")
+        if not 0.0 <= self.chunk_weight <= 1.0:
+            raise ValueError(f"chunk_weight must be between 0 and 1, got {self.chunk_weight}")
+
+    @property
+    def model(self) -> str:  # type: ignore[override]
+        """Named like a language-model backend's `model`, for the answer's "(offline: ...)" line."""
+        return f"extractive ({getattr(self.embedding_model, 'rag_name', type(self.embedding_model).__name__)})"
 
     def __repr__(self) -> str:
         return f"ExtractiveAnswerer(model={self.model!r})"

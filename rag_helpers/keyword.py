@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from .base import RetrievedChunk, check_query
-from .keyword_index import BM25Index, open_bm25_index
+from .keyword_index import BM25Index, BM25Params, open_bm25_index
 from .store import SearchScope
 from .text import light_stem, tokenize  # noqa: F401 - the technique's vocabulary
 
@@ -67,16 +67,14 @@ class BM25Retriever:
         self._mask = filter_mask(collection, index, where, where_document) if collection is not None else None
 
     @classmethod
-    def from_scope(cls, scope: SearchScope, **index_options: Any) -> BM25Retriever:
+    def from_scope(cls, scope: SearchScope, params: BM25Params = BM25Params()) -> BM25Retriever:
         """Keyword search (BM25) over the collection's index, built by ingest; needs no model."""
-        index = open_bm25_index(scope.collection, **index_options)
+        index = open_bm25_index(scope.collection, params)
         return cls(index, scope.collection, scope.where, scope.where_document)
 
     def refresh(self) -> BM25Retriever:
         """Pick up an index rebuilt since (after a new ingest of the collection)."""
-        self.index = open_bm25_index(
-            self.collection, k1=self.index.k1, b=self.index.b, titles=self.index.titles
-        )
+        self.index = open_bm25_index(self.collection, self.index.params)
         self._mask = filter_mask(self.collection, self.index, self.where, self.where_document)
         return self
 

@@ -75,6 +75,11 @@ class BM25Index:
     def __len__(self) -> int:
         return len(self.ids)
 
+    @property
+    def params(self) -> BM25Params:
+        """The settings it was built with."""
+        return BM25Params(self.k1, self.b, self.titles)
+
     def document_frequency(self, token: str) -> int:
         """In how many chunks a (tokenised) term occurs."""
         token_id = self.bm25.vocab_dict.get(token) if self.ids else None
@@ -179,14 +184,22 @@ class BM25Index:
         )
 
 
-def _params_tag(k1: float, b: float, titles: bool) -> str:
-    raw = json.dumps([INDEX_FORMAT, k1, b, titles, sorted(STOPWORDS)])
-    return hashlib.sha256(raw.encode()).hexdigest()[:8]
+@dataclass(frozen=True)
+class BM25Params:
+    """How an index scores: BM25's k1 and b, and whether a chunk's document path counts as its words."""
+
+    k1: float = DEFAULT_K1
+    b: float = DEFAULT_B
+    titles: bool = True
+
+    def tag(self) -> str:
+        """A short hash of these settings, the format and the stop words: part of the index's folder name."""
+        raw = json.dumps([INDEX_FORMAT, self.k1, self.b, self.titles, sorted(STOPWORDS)])
+        return hashlib.sha256(raw.encode()).hexdigest()[:8]
 
 
-def _bm25_folder(collection: Any, fingerprint: str, k1: float, b: float, titles: bool, cache_dir: Any) -> Path:
-    root = Path(cache_dir) if cache_dir is not None else index_files_root(collection)
-    return root / f"{collection.name}@{fingerprint[:16]}.{_params_tag(k1, b, titles)}"
+def _bm25_folder(collection: Any, fingerprint: str, params: BM25Params) -> Path:
+    return index_files_root(collection) / f"{collection.name}@{fingerprint[:16]}.{params.tag()}"
 
 
 def _read_bm25(folder: Path, fingerprint: str) -> BM25Index | None:
@@ -200,20 +213,12 @@ def _read_bm25(folder: Path, fingerprint: str) -> BM25Index | None:
     return index if index.fingerprint == fingerprint else None
 
 
-def saved_bm25_size(
-    collection: Any,
-    fingerprint: str,
-    *,
-    cache_dir: str | Path | None = None,
-    k1: float = DEFAULT_K1,
-    b: float = DEFAULT_B,
-    titles: bool = True,
-) -> int | None:
+def saved_bm25_size(collection: Any, fingerprint: str, params: BM25Params = BM25Params()) -> int | None:
     """How many chunks the collection's saved BM25 index holds, if it is of this format and built
     from `fingerprint`; None otherwise. Reads only its records, so it imports no bm25s."""
-    folder = _bm25_folder(collection, fingerprint, k1, b, titles, cache_dir)
     try:
-        records = json.loads((folder / "records.json").read_text(encoding="utf-8"))
+        text = (_bm25_folder(collection, fingerprint, params) / "records.json").read_text(encoding="utf-8")
+        records = json.loads(text)
     except (OSError, json.JSONDecodeError):
         return None
     if records.get("format") != INDEX_FORMAT or records.get("fingerprint") != fingerprint:
@@ -222,48 +227,35 @@ def saved_bm25_size(
 
 
 def build_bm25_index(
-    collection: Any,
-    *,
-    cache_dir: str | Path | None = None,
-    k1: float = DEFAULT_K1,
-    b: float = DEFAULT_B,
-    titles: bool = True,
-    fingerprint: str | None = None,
+    collection: Any, params: BM25Params = BM25Params(), fingerprint: str | None = None
 ) -> tuple[BM25Index, bool]:
     """Build (or keep) the collection's BM25 index on disk; returns it and whether it was (re)built.
 
-    One folder per collection in `cache_dir` (default `index_files_root(collection)`), named
+    One folder per collection in `store.index_files_root(collection)`, named
     `<collection>@<fingerprint>.<settings>`; building a new one removes the collection's older folders.
     """
     fingerprint = fingerprint or collection_fingerprint(collection)
-    folder = _bm25_folder(collection, fingerprint, k1, b, titles, cache_dir)
+    folder = _bm25_folder(collection, fingerprint, params)
     index = _read_bm25(folder, fingerprint)
     if index is not None:
         return index, False
     data = read_collection(collection)
     index = BM25Index.build(
         data["ids"], [t or "" for t in data["documents"]], data["metadatas"],
-        k1=k1, b=b, titles=titles, fingerprint=fingerprint,
+        k1=params.k1, b=params.b, titles=params.titles, fingerprint=fingerprint,
     )
     _write_atomically(index, folder.parent, folder)
     return index, True
 
 
-def open_bm25_index(
-    collection: Any,
-    *,
-    cache_dir: str | Path | None = None,
-    k1: float = DEFAULT_K1,
-    b: float = DEFAULT_B,
-    titles: bool = True,
-) -> BM25Index:
-    """The collection's BM25 index as `update_indexes` saved it; `IndexNotBuiltError` if missing or stale."""
+def open_bm25_index(collection: Any, params: BM25Params = BM25Params()) -> BM25Index:
+    """The collection's BM25 index as ingest saved it; `IndexNotBuiltError` if missing or stale."""
     fingerprint = collection_fingerprint(collection)
-    index = _read_bm25(_bm25_folder(collection, fingerprint, k1, b, titles, cache_dir), fingerprint)
+    index = _read_bm25(_bm25_folder(collection, fingerprint, params), fingerprint)
     if index is None:
         raise IndexNotBuiltError(
             f"The keyword (BM25) index of collection {collection.name!r} is missing or older than its "
-            f"chunks (k1={k1}, b={b}, titles={titles}): {BUILD_HELP}."
+            f"chunks ({params}): {BUILD_HELP}."
         )
     return index
 
@@ -287,4 +279,4 @@ def _write_atomically(index: BM25Index, root: Path, folder: Path) -> None:
             shutil.rmtree(old, ignore_errors=True)
 
 
-__all__ = ["BM25Index", "build_bm25_index", "open_bm25_index", "saved_bm25_size"]
+__all__ = ["BM25Index", "BM25Params", "build_bm25_index", "open_bm25_index", "saved_bm25_size"]

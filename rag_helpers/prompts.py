@@ -189,16 +189,3 @@ def build_prompt(
         style=style,
         notes=budget_notes(len(kept) - count, truncated),
     )
-
-
-def build_messages(
-    question: str,
-    chunks: Sequence[SourceChunk],
-    system: str | None = None,
-    *,
-    style: str = "grounded",
-    budget: int | None = DEFAULT_BUDGET,
-    length: LengthFn = len,
-) -> list[Message]:
-    """Chat messages for `question` grounded in `chunks`; see `build_prompt` for the options."""
-    return build_prompt(question, chunks, system, style=style, budget=budget, length=length).messages
