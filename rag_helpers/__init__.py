@@ -40,6 +40,7 @@ LAYERS: dict[str, int] = {
     "prompts": 5,
     "generation": 5,
     "backends": 5,
+    "sufficiency": 5,
     "local_llm": 5,
     "extractive": 5,
     "pipeline": 6,

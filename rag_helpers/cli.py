@@ -149,7 +149,7 @@ def _add_ingest(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "ingest",
         help="chunk, embed and store a folder of documents (idempotent: re-runs embed only what changed)",
-        description="Load every .txt/.md file under DIR, split it into chunks, embed them and upsert them "
+        description="Load every .txt, .md, .pdf and .html file under DIR, split it into chunks, embed them and upsert them "
         "into the collection in batches. Unchanged chunks are skipped; a changed document's chunks are "
         "replaced; --prune also removes documents that are no longer in DIR. Then the keyword (BM25) and "
         "sentence indexes are brought in step with the chunks (only changed documents' sentences are "
@@ -541,9 +541,15 @@ def _add_serve_llm(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "serve-llm",
         help="serve the course's own language model as an OpenAI-compatible server (foreground)",
-        description="Prepare the bundled model once, then serve it as an OpenAI-compatible server until "
-        "Ctrl-C, and print the LLM_BASE_URL and LLM_MODEL lines that point the course at it. No key, "
-        "no network.",
+        description="Verify the bundled model file (joining it from its package parts the first time), "
+        "serve it with llama.cpp as an OpenAI-compatible server until Ctrl-C, and print the LLM_BASE_URL "
+        "and LLM_MODEL lines that point the course at it. No key, no network.",
+    )
+    from .local_models import LOCAL_MODELS
+
+    parser.add_argument(
+        "--model", choices=sorted(LOCAL_MODELS), metavar="NAME",
+        help=f"which bundled model: {', '.join(sorted(LOCAL_MODELS))} (default: LLM_LOCAL_MODEL from settings)",
     )
     parser.add_argument("--port", type=int, default=8765, help="port to listen on (default 8765)")
     parser.add_argument(
@@ -563,7 +569,7 @@ def _cmd_serve_llm(args: argparse.Namespace) -> int:
             f"warning: listening on {args.host}: anyone who can reach this address can use the model.",
             file=sys.stderr,
         )
-    return serve_forever(args.host, args.port)
+    return serve_forever(args.host, args.port, args.model or settings_from_args(args).local_model)
 
 
 # --- main ---------------------------------------------------------------------------------------

@@ -29,15 +29,19 @@ DEFAULT_COLLECTION = "document_qa_collection"
 # The course's own language model (`local` backend, `serve-llm`): a name in `local_models.LOCAL_MODELS`.
 DEFAULT_LOCAL_MODEL = "qwen2.5-coder-1.5b-instruct"
 # The "don't know" gate: answer only when the closest chunk's cosine similarity to the question is at
-# least this. Calibrated on the sample questions (README, "Evaluating answers"): it refuses under 10% of
-# the answerable ones both on the whole sample corpus and on an index of only part of it, and there
-# most questions about the documents left out. It belongs to the embedding model, not to a corpus.
+# least this. Calibrated on the sample questions (docs/evaluation.md): it refuses few answerable
+# questions and most questions about documents left out of an index. It belongs to the embedding
+# model, not to a corpus.
 DEFAULT_MIN_SCORE = 0.45
 
 # Who answers: a language model (the course's own `local` one, Hugging Face `hf`, an `openai`-compatible
 # server) or, without one, the extractive answerer (`offline`); `auto` picks from what is configured.
 LLM_BACKENDS: tuple[str, ...] = ("offline", "local", "hf", "openai")
 BACKEND_CHOICES: tuple[str, ...] = ("auto", *LLM_BACKENDS)
+
+# The answer-level "don't know" check: refuse when the language model's probability that the sources
+# state the answer is below this (`sufficiency`); calibrated on the sample questions (docs/evaluation.md).
+DEFAULT_CHECK_THRESHOLD = 0.5
 
 # The original tutorial stored its token under this name; we accept it so old `.env` files keep working.
 LEGACY_TOKEN_VARIABLE = "RAG_FUNDAMENTALS_ADVANCE_TECHNIQUES_TOKEN"
@@ -114,6 +118,7 @@ class Settings:
     device: str = "auto"  # auto | cpu | cuda | mps
     precision: str = "auto"  # auto | fp32 | bf16 | fp16
     min_score: float | None = DEFAULT_MIN_SCORE  # None: never refuse before answering
+    check_threshold: float | None = DEFAULT_CHECK_THRESHOLD  # None: no sufficiency check
     env_file: Path | None = field(default=None, compare=False)
 
     def __repr__(self) -> str:
@@ -173,6 +178,7 @@ class Settings:
             device=(get("RAG_DEVICE") or "auto").lower(),
             precision=(get("RAG_PRECISION") or "auto").lower(),
             min_score=_setting_min_score(get("RAG_MIN_SCORE")),
+            check_threshold=_setting_check(get("RAG_CHECK")),
             env_file=env_file,
         )
 
@@ -210,6 +216,20 @@ def _setting_min_score(text: str | None) -> float | None:
         return parse_min_score(text)
     except ValueError as error:
         raise ValueError(f"RAG_MIN_SCORE: {error}") from None
+
+
+def _setting_check(text: str | None) -> float | None:
+    if text is None:
+        return DEFAULT_CHECK_THRESHOLD
+    if text.strip().lower() in {"off", "none"}:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"RAG_CHECK must be a probability between 0 and 1, or off; got {text!r}")
+    return value
 
 
 def _find_env_file(env_file: str | Path | None) -> Path | None:

@@ -1,7 +1,7 @@
 """The packaged embedding model as one ONNX graph, so a question is embedded without importing torch.
 
 Embedding one question takes milliseconds, but importing torch, transformers and
-sentence-transformers takes seconds: most of a `query` command's time (README "Performance").
+sentence-transformers takes seconds: most of a `query` command's time (docs/performance.md).
 `export_onnx` converts the packaged all-MiniLM-L6-v2 once (`make setup` does it) into
 `.cache/onnx/`: the transformer, mean pooling and normalisation in a single graph, checked against
 sentence-transformers before it is kept. `OnnxEncoder` runs it with onnxruntime and the model's own

@@ -1,6 +1,6 @@
 """The question-answering pipeline: one core that every caller goes through.
 
-    question -> its vector (embedded once) -> retrieve k chunks -> gate -> prompt -> answer
+    question -> its vector (embedded once) -> retrieve k chunks -> gate -> prompt -> check -> answer
 
     pipeline = Pipeline(collection, answerer)                 # dense retrieval, k=5
     pipeline.answer("What is the 2024 hotel cap in London?")  # an answers.Answer
@@ -13,14 +13,16 @@ retriever built with the same encoder, the gate and the answerer all reuse that 
 The "don't know" gate compares the question with its closest chunk in the collection (plain dense
 search, whatever the retriever): when their cosine similarity is below `min_score`, the answer is
 `answers.DONT_KNOW`, refused for the reason "gate", and the answerer is not asked. With nothing
-retrieved at all it refuses too ("no_sources"). The answerer may refuse by itself ("answerer").
+retrieved at all it refuses too ("no_sources"). With a language model, a sufficiency check
+(`sufficiency.SufficiencyCheck`) asks it whether the sources state the answer at all, and refuses
+("check") when it judges they do not; the answerer may still refuse by itself ("answerer").
 Every `Answer` says whether and why in `refused`, and how long it took in `seconds`.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -28,6 +30,7 @@ import numpy as np
 
 from .answers import (
     DONT_KNOW,
+    REFUSED_CHECK,
     REFUSED_GATE,
     REFUSED_NO_SOURCES,
     Answer,
@@ -117,6 +120,7 @@ class Pipeline:
     style: str = "grounded"
     budget: int | None = DEFAULT_BUDGET
     system: str | None = None
+    check: Callable[[Prompt], str | None] | None = None  # e.g. a SufficiencyCheck; None: no check
 
     def __post_init__(self) -> None:
         if self.collection is None and self.retriever is None:
@@ -155,6 +159,10 @@ class Pipeline:
             answerer = get_answerer(settings, backend, llm_model, embedding_model=model)
         search = make_retriever(retriever or DEFAULT_RETRIEVER, collection, encoder)
         options.setdefault("min_score", settings.min_score)
+        if "check" not in options and answerer.backend != "offline" and settings.check_threshold is not None:
+            from .sufficiency import SufficiencyCheck
+
+            options["check"] = SufficiencyCheck(answerer, settings.check_threshold)
         return cls(collection, answerer, search, encoder, **options)
 
     # -- the steps --
@@ -195,6 +203,8 @@ class Pipeline:
             refused = refusal(prompt, self.answerer, REFUSED_GATE, note)
         elif not prompt.chunks:
             refused = refusal(prompt, self.answerer, REFUSED_NO_SOURCES, "Nothing was retrieved for this question.")
+        elif self.check is not None and (note := self.check(prompt)) is not None:
+            refused = refusal(prompt, self.answerer, REFUSED_CHECK, note)
         else:
             return _Timed(self.answerer.stream(prompt, **params), started, prompt.notes)
         return _Timed(AnswerStream.of(refused), started, ())

@@ -42,6 +42,9 @@ Rules:
 5. If sources disagree (for example two versions of a policy), say so and cite each one.
 6. Be concise, and answer in the language of the question."""
 
+# The grounded prompt's last line; `sufficiency` swaps it for its yes/no question.
+ANSWER_INSTRUCTION = "Answer from the sources above only, citing them as [n]."
+
 # The original tutorial's prompt, word for word: its behaviour is what the "original" style reproduces.
 ORIGINAL_TEMPLATE = (
     "You are an assistant for question-answering. You have to answer the following question:\n\n"
@@ -91,7 +94,7 @@ def _grounded_messages(
     if dropped:
         parts.append(budget_note(dropped))
     parts.append(f"Question: {question.strip()}")
-    parts.append("Answer from the sources above only, citing them as [n].")
+    parts.append(ANSWER_INSTRUCTION)
     return [
         {"role": "system", "content": GROUNDED_SYSTEM_PROMPT if system is None else system},
         {"role": "user", "content": "\n\n".join(parts)},

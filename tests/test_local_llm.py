@@ -1,13 +1,13 @@
-"""The bundled SmolLM2-135M-Instruct: its model folder, the in-process `local` backend, and the real
-OpenAI-compatible server (`python -m rag_helpers serve-llm`, i.e. `transformers serve`).
+"""The course's own models through llama.cpp: the in-process `local` backend, the sufficiency check, and
+the real OpenAI-compatible server (`python -m rag_helpers serve-llm`, i.e. `python -m llama_cpp.server`).
 
-The model folder is converted at most once (cached in .cache/llm/ across sessions) and the server
-starts once per session. Answers are greedy (temperature 0) and short, to keep the suite quick.
+The server starts once per session with the default model (Qwen2.5-Coder-1.5B-Instruct); plumbing
+tests that do not need a model that reads use SmolLM2-135M, which loads in a second. Answers are
+greedy and short. Tests assert properties (a cited source, a refusal), never a model's exact words.
 """
 
 from __future__ import annotations
 
-import gc
 import json
 import os
 import re
@@ -21,19 +21,16 @@ from pathlib import Path
 
 import pytest
 
-from rag_helpers import cli, store
-from rag_helpers.config import Settings
-from rag_helpers.generation import cite
-from rag_helpers.pipeline import get_llm
-from rag_helpers.local_llm import (
-    LOCAL_MODEL_NAME,
-    LocalLLM,
-    LocalModelError,
-    free_port,
-    prepare_model,
-    start_server,
-)
-from rag_helpers.prompts import build_messages, parse_citations
+from rag_helpers import cli
+from rag_helpers.answers import REFUSED_ANSWERER, REFUSED_CHECK, parse_citations
+from rag_helpers.backends import get_llm
+from rag_helpers.base import Prompt, RetrievedChunk
+from rag_helpers.config import DEFAULT_LOCAL_MODEL, Settings
+from rag_helpers.generation import LLMRequestError
+from rag_helpers.local_llm import LocalLLM, free_port
+from rag_helpers.local_models import LocalModelError, get_local_model
+from rag_helpers.prompts import build_prompt
+from rag_helpers.sufficiency import SufficiencyCheck, check_prompt, verdict_from_text
 
 DOCS = {
     "policies/travel.md": "# Travel policy\n\nThe nightly hotel cap is €165, and £185 in London. "
@@ -42,25 +39,15 @@ DOCS = {
     "The fridge is cleaned every Friday afternoon.",
 }
 COLLECTION = "local_llm_test"
-QUESTION = "What is the nightly hotel cap?"
-GREEDY = {"temperature": 0.0, "max_tokens": 24}
+QUESTION = "What is the nightly hotel cap in London?"
+OFF_TOPIC = "Which team won the 1998 football world cup final?"
+TINY = "smollm2-135m-instruct"
 SERVER_TIMEOUT = 300  # seconds for the server to load the model on a busy 2-core CPU
 
 
-def _stat(folder: Path) -> tuple[int, int]:
-    info = (folder / "model.safetensors").stat()
-    return info.st_ino, info.st_mtime_ns
-
-
 @pytest.fixture(scope="session")
-def model_dir() -> Path:
-    """The converted model folder in the project cache (converted now only if missing)."""
-    return prepare_model()
-
-
-@pytest.fixture(scope="session")
-def llm_server(model_dir, tmp_path_factory) -> Iterator[dict[str, str]]:
-    """`python -m rag_helpers serve-llm` on a free loopback port, started once for the session."""
+def llm_server(tmp_path_factory) -> Iterator[dict[str, str]]:
+    """`python -m rag_helpers serve-llm` (the default model) on a free loopback port, once per session."""
     port = free_port()
     workdir = tmp_path_factory.mktemp("serve-llm")  # the command must not depend on the current folder
     log_path = workdir / "serve-llm.log"
@@ -70,8 +57,7 @@ def llm_server(model_dir, tmp_path_factory) -> Iterator[dict[str, str]]:
             cwd=workdir, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )  # fmt: skip
     try:
-        lines = _wait_for_env_lines(process, log_path)
-        yield {**lines, "log": str(log_path)}
+        yield {**_wait_for_env_lines(process, log_path), "log": str(log_path)}
     finally:
         process.terminate()
         process.wait(30)
@@ -79,6 +65,7 @@ def llm_server(model_dir, tmp_path_factory) -> Iterator[dict[str, str]]:
 
 def _wait_for_env_lines(process: subprocess.Popen, log_path: Path) -> dict[str, str]:
     deadline = time.monotonic() + SERVER_TIMEOUT
+    text = ""
     while time.monotonic() < deadline:
         text = log_path.read_text(errors="replace")
         found = dict(re.findall(r"^(LLM_BASE_URL|LLM_MODEL)=(\S+)$", text, re.MULTILINE))
@@ -103,85 +90,125 @@ def db(build_index):
     return build_index("local-llm", DOCS, COLLECTION)
 
 
-def ask(capsys, monkeypatch, env: dict[str, str], db: Path, *argv: str) -> tuple[int, str, str]:
+def ask(capsys, monkeypatch, env: dict[str, str], db: Path, *argv: str) -> tuple[int, dict, str]:
+    """`ask ... --json` with settings from `env` only; (exit code, the JSON answer, stderr)."""
     monkeypatch.setattr(cli.Settings, "load", classmethod(lambda cls, *a, **k: cls.from_mapping(env)))
-    code = cli.main(["ask", *argv, "--db", str(db), "--collection", COLLECTION])
+    code = cli.main(["ask", *argv, "--json", "--db", str(db), "--collection", COLLECTION])
     out, err = capsys.readouterr()
-    return code, out, err
+    return code, (json.loads(out) if code == 0 else {}), err
 
 
-# --- The model folder ------------------------------------------------------------------------------
+def assert_citations_resolve(data: dict) -> None:
+    """Every [n] in the text is a cited source, and each cited source is the n-th chunk of the prompt."""
+    numbers = parse_citations(data["text"], len(data["context"]))
+    assert [source["number"] for source in data["sources"]] == sorted(numbers)
+    for source in data["sources"]:
+        assert source["chunk_id"] == data["context"][source["number"] - 1]["chunk_id"]
 
 
-@pytest.mark.slow
-def test_model_folder_is_a_plain_bf16_checkpoint(model_dir):
-    config = json.loads((model_dir / "config.json").read_text())
-    assert config["architectures"] == ["LlamaForCausalLM"]
-    assert "quantization_config" not in config
-    assert config["dtype"] == "bfloat16"
-    assert (model_dir / "tokenizer.json").is_file()
-    assert not list(model_dir.parent.glob(f".{model_dir.name}-*")), "a temporary conversion folder was left"
+HOTEL = RetrievedChunk(
+    "policies/travel.md_0", DOCS["policies/travel.md"], 0.3, 0.8,
+    {"document_id": "policies/travel.md", "start": 0, "end": len(DOCS["policies/travel.md"])},
+)
 
 
-@pytest.mark.slow
-def test_prepared_folder_is_reused_not_rebuilt(model_dir):
-    before = _stat(model_dir)
-    messages: list[str] = []
-    assert prepare_model(model_dir, progress=messages.append) == model_dir
-    assert messages == [] and _stat(model_dir) == before
+# --- Choosing and configuring the local backend --------------------------------------------------------
 
 
-def test_incomplete_folder_is_reported_not_used(tmp_path):
-    half = tmp_path / LOCAL_MODEL_NAME
-    half.mkdir()
-    (half / "config.json").write_text("{}")
-    with pytest.raises(LocalModelError, match="not a complete model folder; delete it"):
-        prepare_model(half, progress=None)
+def test_the_local_backend_and_its_model_come_from_the_settings():
+    llm = get_llm(Settings.from_mapping({"LLM_BACKEND": "local"}))
+    assert isinstance(llm, LocalLLM) and llm.backend == "local"
+    assert llm.info.name == DEFAULT_LOCAL_MODEL and llm.model == get_local_model().display_name
+    tiny = get_llm(Settings.from_mapping({"LLM_BACKEND": "local", "LLM_LOCAL_MODEL": TINY}))
+    assert tiny.info.name == TINY
 
 
-def test_local_backend_is_chosen_only_when_asked():
-    from rag_helpers.generation import choose_backend
-
-    assert choose_backend(Settings.from_mapping({"LLM_BACKEND": "local"})) == "local"
-    assert choose_backend(Settings.from_mapping({}), "local") == "local"
-    assert choose_backend(Settings.from_mapping({})) == "offline"  # auto's offline default stays extractive
-    llm = get_llm(Settings.from_mapping({"LLM_BACKEND": "local", "RAG_DEVICE": "cpu"}))
-    assert isinstance(llm, LocalLLM) and llm.device == "cpu" and llm.backend == "local"
-
-
-def test_local_backend_rejects_unknown_parameters():
+def test_unknown_models_and_parameters_are_refused_with_the_choices():
+    with pytest.raises(LocalModelError, match="choose one of: qwen2.5-coder-1.5b-instruct, smollm2-135m"):
+        LocalLLM("llama3.2")
     with pytest.raises(ValueError, match="does not take frequency_penalty"):
-        LocalLLM(params={"frequency_penalty": 1.0})
-    with pytest.raises(ValueError, match="runs only SmolLM2-135M-Instruct"):
-        get_llm(Settings.from_mapping({}), "local", "llama3.2")
+        LocalLLM(TINY, params={"frequency_penalty": 1.0})
+
+
+def test_the_check_asks_with_the_answer_prompts_own_beginning():
+    prompt = build_prompt(QUESTION, [HOTEL])
+    asked = check_prompt(prompt)
+    answer_text, check_text = prompt.messages[-1]["content"], asked.messages[-1]["content"]
+    shared = answer_text.rsplit("\n\n", 1)[0]
+    assert check_text.startswith(shared) and check_text.endswith("YES if they do, NO if they do not.")
+    assert asked.messages[0] == prompt.messages[0]  # the same system message: llama.cpp reuses its cache
+    assert (verdict_from_text("YES."), verdict_from_text("no, they do not"), verdict_from_text("Maybe")) == (
+        1.0, 0.0, None,
+    )
+
+
+# --- In this process ---------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_tiny_model_streams_and_stops_at_max_tokens():
+    llm = LocalLLM(TINY, progress=None)
+    stream = llm.stream(Prompt([{"role": "user", "content": "Count from one to twenty."}]), temperature=0, max_tokens=8)
+    pieces = list(stream)
+    answer = stream.answer
+    assert len(pieces) > 1 and answer.text == "".join(pieces).strip()
+    assert answer.usage.completion_tokens <= 8 and answer.finish_reason == "length"
+    assert answer.usage.prompt_tokens > 0
+
+
+@pytest.mark.slow
+def test_a_prompt_longer_than_the_context_is_a_clear_error():
+    llm = LocalLLM(TINY, n_ctx=256, progress=None)
+    with pytest.raises(LLMRequestError, match="Retrieve fewer chunks"):
+        llm.answer(Prompt([{"role": "user", "content": "word " * 600}]), max_tokens=4)
+
+
+@pytest.mark.slow
+def test_the_default_model_reads_and_cites_in_process(db, capsys, monkeypatch):
+    code, data, err = ask(
+        capsys, monkeypatch, {"RAG_MIN_SCORE": "off"}, db, QUESTION, "--backend", "local", "-k", "2",
+        "--temperature", "0", "--max-tokens", "60",
+    )  # fmt: skip
+    assert code == 0, err
+    assert data["backend"] == "local" and data["model"] == get_local_model().display_name
+    assert data["refused"] is None and data["seconds"] > 0
+    assert_citations_resolve(data)
+    assert "policies/travel.md_0" in [source["chunk_id"] for source in data["sources"]], data["text"]
+
+
+@pytest.mark.slow
+def test_the_check_scores_an_answerable_question_above_an_unanswerable_one():
+    llm = LocalLLM(progress=None)
+    check = SufficiencyCheck(llm)
+    answerable = check.score(build_prompt(QUESTION, [HOTEL]))
+    unanswerable = check.score(build_prompt("What is the hotel cap in Tokyo?", [HOTEL]))
+    assert 0.0 <= unanswerable < answerable <= 1.0 and answerable > check.threshold
 
 
 # --- The server ---------------------------------------------------------------------------------------
 
 
 @pytest.mark.slow
-def test_server_lists_the_bundled_model(llm_server):
-    assert llm_server["LLM_MODEL"] == LOCAL_MODEL_NAME
+def test_the_server_lists_the_default_model(llm_server):
+    assert llm_server["LLM_MODEL"] == DEFAULT_LOCAL_MODEL
     assert re.fullmatch(r"http://127\.0\.0\.1:\d+/v1", llm_server["LLM_BASE_URL"])
     with urllib.request.urlopen(f"{llm_server['LLM_BASE_URL']}/models", timeout=10) as response:
-        assert [item["id"] for item in json.load(response)["data"]] == [LOCAL_MODEL_NAME]
+        assert [item["id"] for item in json.load(response)["data"]] == [DEFAULT_LOCAL_MODEL]
 
 
 @pytest.mark.slow
-def test_plain_and_streamed_chat_completions(llm_server, hub_online):
+def test_plain_and_streamed_chat_completions_through_inference_client(llm_server, hub_online):
     from huggingface_hub import InferenceClient
 
     client = InferenceClient(base_url=llm_server["LLM_BASE_URL"], api_key="no-key", timeout=120)
     message = [{"role": "user", "content": "Hola, qué tal?"}]  # the original tutorial's first message
-    plain = client.chat.completions.create(
-        model=LOCAL_MODEL_NAME, messages=message, temperature=0.0, max_tokens=16, stream=False
-    )
+    plain = client.chat_completion(message, model=DEFAULT_LOCAL_MODEL, temperature=0.0, max_tokens=16)
     text = plain.choices[0].message.content
     assert text.strip() and plain.choices[0].finish_reason in ("stop", "length")
     pieces = [
         event.choices[0].delta.content
-        for event in client.chat.completions.create(
-            model=LOCAL_MODEL_NAME, messages=message, temperature=0.0, max_tokens=16, stream=True
+        for event in client.chat_completion(
+            message, model=DEFAULT_LOCAL_MODEL, temperature=0.0, max_tokens=16, stream=True
         )
         if event.choices and event.choices[0].delta.content
     ]
@@ -190,36 +217,18 @@ def test_plain_and_streamed_chat_completions(llm_server, hub_online):
 
 
 @pytest.mark.slow
-def test_ask_openai_backend_against_the_server(llm_server, hub_online, db, capsys, monkeypatch):
-    env = {"LLM_BASE_URL": llm_server["LLM_BASE_URL"], "LLM_MODEL": llm_server["LLM_MODEL"]}
-    code, out, err = ask(
-        capsys, monkeypatch, env, db, QUESTION, "--backend", "openai", "--json", "-k", "2",
-        "--temperature", "0", "--max-tokens", "48",
-    )  # fmt: skip
+def test_ask_through_the_server_cites_and_refuses_off_topic(llm_server, hub_online, db, capsys, monkeypatch):
+    env = {"LLM_BASE_URL": llm_server["LLM_BASE_URL"], "LLM_MODEL": llm_server["LLM_MODEL"], "RAG_MIN_SCORE": "off"}
+    options = ("--backend", "openai", "-k", "2", "--temperature", "0", "--max-tokens", "60")
+    code, data, err = ask(capsys, monkeypatch, env, db, QUESTION, *options)
     assert code == 0, err
-    data = json.loads(out)
-    assert data["backend"] == "openai" and data["model"] == LOCAL_MODEL_NAME and not data["extractive"]
-    assert data["text"].strip() and data["usage"]["completion_tokens"] > 0
-    # The prompt's sources are the retrieved chunks, and every [n] in the text resolves to one of them.
-    # (SmolLM2-135M rarely writes [n] markers at all; larger models do, through the same code.)
-    assert [source["chunk_id"] for source in data["context"]][:1] == ["policies/travel.md_0"]
-    numbers = parse_citations(data["text"], len(data["context"]))
-    assert [source["number"] for source in data["sources"]] == sorted(numbers)
-    for source in data["sources"]:
-        assert source["chunk_id"] == data["context"][source["number"] - 1]["chunk_id"]
-    assert "165" in data["text"], data["text"]  # greedy: it copies the figure from the source
-
-
-@pytest.mark.slow
-def test_second_start_reuses_the_model_folder(model_dir):
-    before = _stat(model_dir)
-    messages: list[str] = []
-    with start_server(progress=messages.append, timeout=SERVER_TIMEOUT) as server:
-        assert server.running() and server.model == LOCAL_MODEL_NAME
-        with urllib.request.urlopen(f"{server.base_url}/models", timeout=10) as response:
-            assert json.load(response)["data"][0]["id"] == LOCAL_MODEL_NAME
-    assert not server.running()
-    assert messages == [] and _stat(model_dir) == before
+    assert data["backend"] == "openai" and data["model"] == DEFAULT_LOCAL_MODEL and data["refused"] is None
+    assert_citations_resolve(data)
+    assert "policies/travel.md_0" in [source["chunk_id"] for source in data["sources"]], data["text"]
+    # The similarity gate is off: the check (or the model itself) must say the sources do not answer it.
+    code, data, err = ask(capsys, monkeypatch, env, db, OFF_TOPIC, *options)
+    assert code == 0, err
+    assert data["refused"] in (REFUSED_CHECK, REFUSED_ANSWERER), data["text"]
 
 
 def test_serve_llm_reports_a_taken_port():
@@ -237,47 +246,3 @@ def test_serve_llm_reports_a_taken_port():
         "using it or choose another port with --port."
     ]
     assert "LLM_BASE_URL" not in result.stdout
-
-
-# --- The in-process backend -----------------------------------------------------------------------------
-
-
-@pytest.mark.slow
-def test_local_backend_streams_and_resolves_citations(db, model, capsys, monkeypatch):
-    llm = get_llm(Settings.from_mapping({}), "local")
-    assert isinstance(llm, LocalLLM)
-    chunks = store.retrieve(
-        store.open_collection(store.get_client(Settings.from_mapping({"CHROMA_PATH": str(db)})), COLLECTION),
-        QUESTION,
-        k=2,
-    )
-    messages = build_messages(QUESTION, chunks)
-    whole = llm.generate(messages, **GREEDY)
-    stream = llm.stream(messages, **GREEDY)
-    pieces = list(stream)
-    assert len(pieces) > 1, "the answer came in one piece, not streamed"
-    streamed = cite(stream.answer, chunks)
-    assert streamed.text == whole.text == "".join(pieces).strip()
-    assert streamed.backend == "local" and streamed.model == LOCAL_MODEL_NAME and not streamed.extractive
-    assert streamed.usage.completion_tokens <= GREEDY["max_tokens"]
-    assert [s.number for s in streamed.sources] == sorted(parse_citations(streamed.text, len(chunks)))
-
-    code, out, err = ask(
-        capsys, monkeypatch, {}, db, QUESTION, "--backend", "local", "--stream", "-k", "2",
-        "--temperature", "0", "--max-tokens", str(GREEDY["max_tokens"]),
-    )  # fmt: skip
-    assert code == 0, err
-    assert out.startswith(streamed.text)  # the CLI streams the same greedy answer
-    assert re.search(rf"\(local: {LOCAL_MODEL_NAME}, \d+ tokens\)\s*$", out)
-
-
-@pytest.mark.slow
-def test_abandoned_stream_stops_the_model():
-    llm = LocalLLM()
-    stream = llm.stream([{"role": "user", "content": "Count from one to one hundred."}], max_tokens=200)
-    first = next(stream)
-    assert first
-    started = time.monotonic()
-    del stream  # a reader that drops the stream closes it: generation is cancelled, not run to the end
-    gc.collect()
-    assert time.monotonic() - started < 30
