@@ -124,3 +124,26 @@ def test_ask_hf_without_a_token_says_how_to_get_one(capsys, db):
 def test_ask_rejects_a_bad_k(capsys, db):
     code, _, err = ask(capsys, db, "London cap?", "-k", 0)
     assert code == 2 and "error: argument -k/--k: must be at least 1, got 0" in err
+
+
+def test_an_offline_ask_embeds_the_question_once(capsys, db, monkeypatch):
+    """The pipeline embeds the question once and hands the vector to the gate, the retriever and the
+    extractive answerer: every model call (ONNX or torch) is counted, and the question is in one."""
+    from sentence_transformers import SentenceTransformer
+
+    from rag_helpers.onnx_encoder import OnnxEncoder
+
+    question = "When is the fridge cleaned?"
+    seen: list[str] = []
+    for cls in (OnnxEncoder, SentenceTransformer):
+        real = cls.encode
+
+        def counting(self, texts, *args, _real=real, **kwargs):
+            seen.extend([texts] if isinstance(texts, str) else list(texts))
+            return _real(self, texts, *args, **kwargs)
+
+        monkeypatch.setattr(cls, "encode", counting)
+    code, out, err = ask(capsys, db, question, "--backend", "offline", "--min-score", "0.1", "--retriever", "rerank")
+    assert code == 0, err
+    assert "Friday" in out
+    assert seen.count(question) == 1, seen[:5]
