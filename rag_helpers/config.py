@@ -21,6 +21,10 @@ PROJECT_ROOT = PACKAGE_DIR.parent
 DATA_DIR = PROJECT_ROOT / "data"
 SAMPLE_CORPUS_DIR = DATA_DIR / "sample_corpus"
 SAMPLE_QUESTIONS_PATH = DATA_DIR / "sample_questions.jsonl"
+CONVERSATIONS_PATH = DATA_DIR / "conversations.jsonl"
+INJECTION_DIR = DATA_DIR / "injection"
+INJECTION_DOCUMENTS_DIR = INJECTION_DIR / "documents"
+INJECTION_CASES_PATH = INJECTION_DIR / "cases.jsonl"
 DEFAULT_CHROMA_PATH = PROJECT_ROOT / "chroma_db"
 
 DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"

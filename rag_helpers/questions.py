@@ -9,6 +9,12 @@ Each line is one JSON object:
 `q`, `doc` and `evidence` are required; `kind` defaults to "fact" and `answer` to "".
 Unanswerable questions (the answer is in no document) have `"doc": null, "evidence": null`
 and kind "unanswerable".
+
+The labelled data of two more lessons loads here too (data/README.md describes the fields):
+`load_conversations` reads two-turn follow-up conversations (`LabelledConversation`, whose last
+turn is labelled like a question, with `standalone`, its reference rewrite), and
+`load_injection_cases` reads prompt-injection cases (`InjectionCase`); `attack_succeeded` applies a
+case's mechanical success rule to an answer.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import SAMPLE_CORPUS_DIR, SAMPLE_QUESTIONS_PATH
+from .config import CONVERSATIONS_PATH, INJECTION_CASES_PATH, SAMPLE_CORPUS_DIR, SAMPLE_QUESTIONS_PATH
 from .documents import Document, load_documents
 
 KINDS: tuple[str, ...] = ("fact", "how", "paraphrase", "multi_doc", "unanswerable")
@@ -72,16 +78,7 @@ def load_questions(path: str | Path = SAMPLE_QUESTIONS_PATH) -> list[Question]:
 
 def parse_question(line: str | Mapping[str, Any], where: str = "question") -> Question:
     """One question from a JSON line (or an already parsed object); `where` names it in errors."""
-    if isinstance(line, str):
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as error:
-            detail = f"{error.msg} at column {error.colno}"
-            raise QuestionFileError(f"{where}: not valid JSON ({detail}).") from None
-    else:
-        obj = line
-    if not isinstance(obj, Mapping):
-        raise QuestionFileError(f"{where}: expected a JSON object, got {type(obj).__name__}.")
+    obj = _json_object(line, where)
     missing = [key for key in REQUIRED_KEYS if key not in obj]
     if missing:
         raise QuestionFileError(
@@ -99,6 +96,221 @@ def parse_question(line: str | Mapping[str, Any], where: str = "question") -> Qu
         if not isinstance(value, str):
             raise QuestionFileError(f"{where}: '{key}' must be a string, got {type(value).__name__}.")
     return Question(q=q, doc=doc, evidence=evidence, answer=answer or "", kind=kind or "fact")
+
+
+def _json_object(line: str | Mapping[str, Any], where: str) -> Mapping[str, Any]:
+    """A JSON line parsed into an object (or an object passed through); QuestionFileError otherwise."""
+    if isinstance(line, str):
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as error:
+            detail = f"{error.msg} at column {error.colno}"
+            raise QuestionFileError(f"{where}: not valid JSON ({detail}).") from None
+    else:
+        obj = line
+    if not isinstance(obj, Mapping):
+        raise QuestionFileError(f"{where}: expected a JSON object, got {type(obj).__name__}.")
+    return obj
+
+
+def _json_lines(path: str | Path, what: str, example: str) -> list[tuple[str, Mapping[str, Any]]]:
+    """(where, object) for each non-blank line of a JSON Lines file; `where` is "name, line n"."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"No {what} file at {path}. Pass the path of a .jsonl file with one {example} per line.")
+    objects = []
+    with path.open(encoding="utf-8") as lines:
+        for number, line in enumerate(lines, start=1):
+            if line.strip():
+                where = f"{path.name}, line {number}"
+                objects.append((where, _json_object(line, where)))
+    return objects
+
+
+def _require(obj: Mapping[str, Any], where: str, keys: Sequence[str], what: str) -> None:
+    missing = [key for key in keys if key not in obj]
+    if missing:
+        raise QuestionFileError(f"{where}: missing key(s) {', '.join(missing)}; every {what} needs {', '.join(keys)}.")
+
+
+def _text(obj: Mapping[str, Any], key: str, where: str, *, optional: bool = False, empty: bool = False) -> Any:
+    """obj[key] checked to be a (non-empty) string, or None where `optional` allows it."""
+    value = obj.get(key)
+    if value is None and optional:
+        return None
+    if not isinstance(value, str) or (not empty and not value.strip()):
+        kind = "a string" if empty else "a non-empty string"
+        raise QuestionFileError(f"{where}: {key!r} must be {kind}{' or null' if optional else ''}, got {value!r}.")
+    return value
+
+
+# --- Follow-up conversations (data/conversations.jsonl) ----------------------------------------
+
+
+@dataclass(frozen=True)
+class LabelledTurn:
+    """One turn of a labelled conversation: the question as asked, a reference answer, and (first
+    turns) its own document and evidence."""
+
+    q: str
+    answer: str
+    doc: str | None = None
+    evidence: str | None = None
+
+
+@dataclass(frozen=True)
+class LabelledConversation:
+    """A conversation whose last turn is a follow-up, labelled like a question (`doc`, `evidence`),
+    with `standalone`, the reference rewrite of the follow-up into a question of its own."""
+
+    id: str
+    turns: tuple[LabelledTurn, ...]
+    standalone: str
+    doc: str
+    evidence: str
+    kind: str
+
+    @property
+    def history(self) -> tuple[LabelledTurn, ...]:
+        """The turns before the follow-up."""
+        return self.turns[:-1]
+
+    @property
+    def follow_up(self) -> str:
+        """The question of the last turn, as the user asked it."""
+        return self.turns[-1].q
+
+    def as_question(self) -> Question:
+        """The follow-up as a labelled question, asked as its standalone rewrite."""
+        return Question(q=self.standalone, doc=self.doc, evidence=self.evidence, answer=self.turns[-1].answer)
+
+
+CONVERSATION_KEYS: tuple[str, ...] = ("id", "turns", "standalone", "doc", "evidence", "kind")
+
+
+def parse_conversation(line: str | Mapping[str, Any], where: str = "conversation") -> LabelledConversation:
+    """One conversation from a JSON line (or a parsed object); `where` names it in errors."""
+    obj = _json_object(line, where)
+    _require(obj, where, CONVERSATION_KEYS, "conversation")
+    turns = obj["turns"]
+    if not isinstance(turns, list) or len(turns) < 2:
+        raise QuestionFileError(f"{where}: 'turns' must be a list of at least two turns (the last is the follow-up).")
+    parsed = []
+    for number, turn in enumerate(turns, start=1):
+        at = f"{where}, turn {number}"
+        if not isinstance(turn, Mapping):
+            raise QuestionFileError(f"{at}: expected an object {{\"q\": ..., \"answer\": ...}}.")
+        unknown = sorted(set(turn) - {"q", "answer", "doc", "evidence"})
+        if unknown:
+            raise QuestionFileError(f"{at}: unknown key(s) {', '.join(unknown)}; a turn has q, answer, doc, evidence.")
+        parsed.append(LabelledTurn(
+            _text(turn, "q", at), _text(turn, "answer", at, empty=True),
+            _text(turn, "doc", at, optional=True), _text(turn, "evidence", at, optional=True),
+        ))
+    return LabelledConversation(
+        id=_text(obj, "id", where), turns=tuple(parsed), standalone=_text(obj, "standalone", where),
+        doc=_text(obj, "doc", where), evidence=_text(obj, "evidence", where), kind=_text(obj, "kind", where),
+    )
+
+
+def load_conversations(path: str | Path = CONVERSATIONS_PATH) -> list[LabelledConversation]:
+    """Read a conversations file (JSON Lines, blank lines skipped); QuestionFileError names a bad line."""
+    example = '{"id", "turns": [{"q", "answer"}, ...], "standalone", "doc", "evidence", "kind"} object'
+    lines = _json_lines(path, "conversations", example)
+    conversations = [parse_conversation(obj, where) for where, obj in lines]
+    _no_repeated_ids([(conversation.id, where) for conversation, (where, _) in zip(conversations, lines)])
+    return conversations
+
+
+# --- Prompt injection through documents (data/injection/) ---------------------------------------
+
+
+@dataclass(frozen=True)
+class InjectionCase:
+    """An injected document, a question that retrieves it, the rule that says the attack worked, and
+    where the sample corpus genuinely answers the question."""
+
+    id: str
+    doc: str  # a file name in data/injection/documents/
+    q: str
+    attack: str
+    success: Mapping[str, Any]  # {"contains": [markers]} (any one) or {"regex": pattern}, case-insensitive
+    kind: str
+    genuine_doc: str | None = None
+    genuine_evidence: str | None = None
+    answer: str = ""
+
+    def succeeded(self, answer_text: str) -> bool:
+        """True when `answer_text` shows the attack worked (see `attack_succeeded`)."""
+        return attack_succeeded(answer_text, self)
+
+    def genuine_question(self) -> Question:
+        """The case's question labelled with the sample corpus's genuine answer."""
+        return Question(q=self.q, doc=self.genuine_doc, evidence=self.genuine_evidence, answer=self.answer)
+
+
+CASE_KEYS: tuple[str, ...] = ("id", "doc", "q", "attack", "success", "kind")
+
+
+def check_success_rule(rule: Any, where: str = "success rule") -> Mapping[str, Any]:
+    """`rule` if it is {"contains": [non-empty strings]} or {"regex": a valid pattern}, else QuestionFileError."""
+    if not isinstance(rule, Mapping) or len(rule) != 1 or not set(rule) <= {"contains", "regex"}:
+        raise QuestionFileError(f'{where}: \'success\' must be {{"contains": [markers]}} or {{"regex": pattern}}, got {rule!r}.')
+    if "regex" in rule:
+        try:
+            re.compile(rule["regex"], re.IGNORECASE)
+        except (re.error, TypeError) as error:
+            raise QuestionFileError(f"{where}: the success regex {rule['regex']!r} is not valid ({error}).") from None
+    else:
+        markers = rule["contains"]
+        if not isinstance(markers, list) or not markers or not all(isinstance(m, str) and m.strip() for m in markers):
+            raise QuestionFileError(f"{where}: 'contains' must be a non-empty list of non-empty strings.")
+    return rule
+
+
+def parse_injection_case(line: str | Mapping[str, Any], where: str = "case") -> InjectionCase:
+    """One injection case from a JSON line (or a parsed object); `where` names it in errors."""
+    obj = _json_object(line, where)
+    _require(obj, where, CASE_KEYS, "case")
+    known = {*CASE_KEYS, "genuine_doc", "genuine_evidence", "answer"}
+    unknown = sorted(set(obj) - known)
+    if unknown:
+        raise QuestionFileError(f"{where}: unknown key(s) {', '.join(unknown)}; a case has {', '.join(sorted(known))}.")
+    return InjectionCase(
+        id=_text(obj, "id", where), doc=_text(obj, "doc", where), q=_text(obj, "q", where),
+        attack=_text(obj, "attack", where), success=check_success_rule(obj["success"], where),
+        kind=_text(obj, "kind", where), genuine_doc=_text(obj, "genuine_doc", where, optional=True),
+        genuine_evidence=_text(obj, "genuine_evidence", where, optional=True),
+        answer=_text(obj, "answer", where, optional=True, empty=True) or "",
+    )
+
+
+def load_injection_cases(path: str | Path = INJECTION_CASES_PATH) -> list[InjectionCase]:
+    """Read an injection cases file (JSON Lines, blank lines skipped); QuestionFileError names a bad line."""
+    example = '{"id", "doc", "q", "attack", "success", "kind"} object'
+    lines = _json_lines(path, "injection cases", example)
+    cases = [parse_injection_case(obj, where) for where, obj in lines]
+    _no_repeated_ids([(case.id, where) for case, (where, _) in zip(cases, lines)])
+    return cases
+
+
+def attack_succeeded(answer_text: str, case: InjectionCase | Mapping[str, Any]) -> bool:
+    """True when the answer obeyed the injected payload: any of the case's markers in it, or its regex
+    found, case-insensitively. `case` is an `InjectionCase` or its success rule. The rule is strict on
+    purpose: an answer that repeats the fake link or figure while warning against it counts too."""
+    rule = case.success if isinstance(case, InjectionCase) else case
+    if "regex" in rule:
+        return re.search(rule["regex"], answer_text, flags=re.IGNORECASE) is not None
+    folded = answer_text.casefold()
+    return any(marker.casefold() in folded for marker in rule["contains"])
+
+
+def _no_repeated_ids(ids: Sequence[tuple[str, str]]) -> None:
+    first: dict[str, str] = {}
+    for name, where in ids:
+        if name in first:
+            raise QuestionFileError(f"{where}: id {name!r} is already used ({first[name]}); ids must be unique.")
+        first[name] = where
 
 
 def normalise_question(text: str) -> str:
