@@ -1,9 +1,10 @@
-"""Commands: `python -m rag_helpers ingest | query | eval | ask | eval-answers | bench | serve-llm`.
+"""Commands: `python -m rag_helpers ingest | query | eval | ask | chat | eval-answers | bench | serve-llm`.
 
 Every command takes the same connection options (`--db PATH | --host H --port P`,
 `--collection NAME`), defaulting to `Settings` (read once, here), so any command can point at any
 index. Each command is an `_add_<name>(commands)` that registers it and a `_cmd_<name>(args) -> int`.
-`ask` and `eval-answers` answer through the one pipeline core (`pipeline.Pipeline`).
+`ask`, `chat` and `eval-answers` answer through the one pipeline core (`pipeline.Pipeline`); `chat`
+wraps it in a `conversation.Conversation`, so follow-up questions are answered with the ones before.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from typing import Any, NoReturn
 from .config import BACKEND_CHOICES, SAMPLE_CORPUS_DIR, SAMPLE_QUESTIONS_PATH, Settings, parse_min_score
 
 PRECISION_CHOICES = ("auto", "fp32", "bf16", "fp16")  # `embeddings.PRECISIONS` and auto (no torch import)
+# `conversation.STRATEGIES` and its default, spelled out so building the parser imports no Chroma.
+STRATEGY_CHOICES, DEFAULT_STRATEGY = ("alone", "concatenate", "condense"), "condense"
 
 
 # --- Argument types and shared options ---------------------------------------------------------
@@ -137,7 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser with one sub-command per pipeline stage."""
     parser = Parser(prog="python -m rag_helpers", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
-    for add in (_add_ingest, _add_query, _add_bench, _add_eval, _add_ask, _add_eval_answers, _add_serve_llm):
+    for add in (
+        _add_ingest, _add_query, _add_bench, _add_eval, _add_ask, _add_chat, _add_eval_answers, _add_serve_llm
+    ):
         add(commands)
     return parser
 
@@ -453,17 +458,22 @@ def _pipeline(args: argparse.Namespace, settings: Settings, **options: Any) -> A
     )
 
 
-def _cmd_ask(args: argparse.Namespace) -> int:
+def _say_if_offline_by_default(args: argparse.Namespace, settings: Settings) -> None:
+    """Tell stderr when `auto` found no language model and the extractive answerer will answer."""
     from .backends import choose_backend
 
-    settings = settings_from_args(args)
     if choose_backend(settings, args.backend) == "offline" and (args.backend or settings.llm_backend) == "auto":
-        if not args.json:
-            print(
-                "No HF_TOKEN or LLM_BASE_URL is set: answering offline, by extracting sentences from the "
-                "sources (--backend local answers with the course's own model).",
-                file=sys.stderr,
-            )
+        print(
+            "No HF_TOKEN or LLM_BASE_URL is set: answering offline, by extracting sentences from the "
+            "sources (--backend local answers with the course's own model).",
+            file=sys.stderr,
+        )
+
+
+def _cmd_ask(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args)
+    if not args.json:
+        _say_if_offline_by_default(args, settings)
     options: dict[str, Any] = {"style": args.style}
     if args.budget is not None:
         options["budget"] = args.budget
@@ -483,6 +493,77 @@ def _cmd_ask(args: argparse.Namespace) -> int:
         print(answer.format())
     print(answer.byline())
     return 0
+
+
+# --- chat ---------------------------------------------------------------------------------------
+
+
+NEW_CONVERSATION = "/new"
+
+
+def _add_chat(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "chat",
+        help="answer questions from standard input, one per line, as one conversation (follow-ups understood)",
+        description="Read questions from standard input, one per line, and answer each like `ask`, with the "
+        "conversation so far: a follow-up (\"And in London?\") is searched for as a question of its own "
+        "(--strategy). Prints each answer, its sources and who answered, as soon as it is done, so a script "
+        f"can drive it through a pipe. Blank lines are skipped; a line {NEW_CONVERSATION} starts a new "
+        "conversation; end of input (Ctrl-D) ends. The exit status is 1 if any question failed.",
+    )
+    add_connection_args(parser)
+    add_answer_args(parser)
+    parser.add_argument(
+        "--strategy", choices=STRATEGY_CHOICES, default=DEFAULT_STRATEGY,
+        help="how a follow-up becomes the search question: condense (the language model rewrites it; "
+        "concatenate when answering offline, default), concatenate (the earlier questions joined to it), "
+        "alone (as asked)",
+    )
+    parser.set_defaults(handler=_cmd_chat)
+
+
+def _cmd_chat(args: argparse.Namespace) -> int:
+    from .conversation import Conversation
+    from .generation import LLMError
+
+    settings = settings_from_args(args)
+    _say_if_offline_by_default(args, settings)
+    chat = Conversation(_pipeline(args, settings), args.strategy)
+    params = _generation_params(args)
+    interactive = sys.stdin.isatty()
+    failed = 0
+    try:
+        while True:
+            if interactive:
+                print("> ", end="", flush=True)
+            line = sys.stdin.readline()
+            if not line:  # end of input
+                break
+            question = line.strip()
+            if not question:
+                continue
+            if question == NEW_CONVERSATION:
+                chat.reset()
+                print("New conversation.\n", flush=True)
+                continue
+            try:
+                stream = chat.stream(question, **params)
+                for piece in stream:
+                    print(piece, end="", flush=True)
+                print()
+                answer = stream.answer
+            except (LLMError, ValueError, ConnectionError) as error:
+                print(f"error: {error}", file=sys.stderr, flush=True)
+                failed += 1
+                continue
+            print(answer.format(show_text=False))
+            print(answer.byline(), end="\n\n", flush=True)
+    except KeyboardInterrupt:
+        print(file=sys.stderr)
+        return 130
+    if interactive:
+        print()
+    return 1 if failed else 0
 
 
 def _add_eval_answers(commands: argparse._SubParsersAction) -> None:

@@ -9,6 +9,11 @@ server), a retriever choice (every name in `rag_helpers.registry.RETRIEVERS`), a
 the cited sentences marked inside their document. Problems (an empty question, a backend that is not
 configured, a provider error) appear as a message in the app instead of an exception.
 
+It keeps a conversation (`conversation.Conversation`): a follow-up ("And in London?") is searched
+for as a question of its own, with the "Follow-ups" strategy (condense: the language model rewrites
+it; offline that becomes concatenate, and the answer says so). The earlier questions and short
+answers appear above the answer; "New conversation" (or `app.new_conversation()`) clears them.
+
 The rendering helpers (`marked_html`, `source_html`, `answer_html`) return plain HTML strings, so
 they work with `IPython.display.HTML` too.
 """
@@ -24,6 +29,7 @@ from typing import Any
 from .answers import CITATION_PATTERN, REFUSAL_REASONS, Answer, Answerer, Source
 from .backends import choose_backend, get_answerer
 from .config import LLM_BACKENDS, Settings, redact
+from .conversation import DEFAULT_STRATEGY, STRATEGIES, Conversation, Turn
 from .documents import Document
 from .generation import LLMError
 from .pipeline import Pipeline
@@ -43,6 +49,14 @@ _BOX_STYLE = "white-space:pre-wrap;font-family:monospace;font-size:0.85em;line-h
 # CSS classes on the app's parts, for styling and for the browser tests (tests/browser/).
 APP_CLASS, ANSWER_CLASS, SOURCES_CLASS, STATUS_CLASS = "rag-qa-app", "rag-answer", "rag-sources", "rag-status"
 CITE_CLASS, DONT_KNOW_CLASS = "rag-cite", "rag-dont-know"
+HISTORY_CLASS, NEW_CONVERSATION_CLASS = "rag-history", "rag-new-conversation"
+HISTORY_TURN_CLASS = "rag-history-turn"
+STRATEGY_LABELS = {
+    "condense": "condense (the model rewrites a follow-up)",
+    "concatenate": "concatenate (earlier questions + follow-up)",
+    "alone": "alone (the follow-up as asked)",
+}
+SHORT_ANSWER_CHARS = 200  # how much of an earlier answer the history shows
 
 
 # --- HTML helpers ------------------------------------------------------------------------------
@@ -180,6 +194,30 @@ def answer_html(answer: Answer) -> str:
     )
 
 
+def history_html(turns: Sequence[Turn], limit: int = SHORT_ANSWER_CHARS) -> str:
+    """Earlier turns as HTML: each question (and what was searched for, when that differs) and the
+    start of its answer; empty for no turns."""
+    if not turns:
+        return ""
+    items = []
+    for turn in turns:
+        searched = ""
+        if turn.search != turn.question:
+            searched = f'<div style="color:#666;font-size:0.85em">searched for: {html.escape(turn.search)}</div>'
+        text = " ".join(turn.answer.text.split())
+        short = text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+        style = "color:#666" if turn.answer.refused else ""
+        items.append(
+            f'<div class="{HISTORY_TURN_CLASS}" style="margin-bottom:0.4em"><div><b>Q:</b> '
+            f"{html.escape(turn.question)}</div>{searched}"
+            f'<div style="{style}"><b>A:</b> {html.escape(short)}</div></div>'
+        )
+    return (
+        '<div style="border-left:3px solid #ccc;padding-left:0.6em;margin:0.3em 0">'
+        f'<div style="color:#666;font-size:0.85em">Earlier in this conversation</div>{"".join(items)}</div>'
+    )
+
+
 def message_html(text: str, kind: str = "info") -> str:
     """A one-line status message; `kind` is info or error."""
     colour = "#a51d2d" if kind == "error" else "#555"
@@ -276,11 +314,20 @@ class QAApp:
         self.retriever = widgets.Dropdown(
             options=names, value=default, description="Retriever", style=labels, layout=fit
         )
+        self.strategy = widgets.Dropdown(
+            options=[(STRATEGY_LABELS[name], name) for name in STRATEGIES], value=DEFAULT_STRATEGY,
+            description="Follow-ups", style=labels, layout=fit,
+        )
         self.ask_button = widgets.Button(description="Ask", button_style="primary", icon="search")
+        self.new_button = widgets.Button(description="New conversation", icon="plus")
+        self.history = widgets.HTML()
         self.status = widgets.HTML()
         self.answer_box = widgets.HTML()
         self.sources = widgets.Accordion(children=[])
         self.ask_button.on_click(lambda _button: self.ask())
+        self.new_button.on_click(lambda _button: self.new_conversation())
+        self.new_button.add_class(NEW_CONVERSATION_CLASS)
+        self.history.add_class(HISTORY_CLASS)
         self.status.add_class(STATUS_CLASS)
         self.answer_box.add_class(ANSWER_CLASS)
         self.sources.add_class(SOURCES_CLASS)
@@ -288,8 +335,9 @@ class QAApp:
         self.widget = widgets.VBox(
             [
                 self.question,
-                widgets.HBox([self.k, self.retriever], layout=rows),
-                widgets.HBox([self.backend, self.ask_button], layout=rows),
+                widgets.HBox([self.k, self.retriever, self.strategy], layout=rows),
+                widgets.HBox([self.backend, self.ask_button, self.new_button], layout=rows),
+                self.history,
                 self.status,
                 self.answer_box,
                 self.sources,
@@ -300,6 +348,7 @@ class QAApp:
         self.answer: Answer | None = None  # the last answer, None after an error
         self.error: str | None = None  # the last error message, None after a success
         self.seconds: float | None = None  # how long the last answer took
+        self.conversation: Conversation | None = None  # made by the first question
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         return self.widget._repr_mimebundle_(**kwargs)
@@ -307,8 +356,13 @@ class QAApp:
     def __repr__(self) -> str:
         return (
             f"QAApp(collection={getattr(self.collection, 'name', None)!r}, k={self.k.value}, "
-            f"backend={self.backend.value!r}, retriever={self.retriever.value!r})"
+            f"backend={self.backend.value!r}, retriever={self.retriever.value!r}, turns={len(self.turns)})"
         )
+
+    @property
+    def turns(self) -> list[Turn]:
+        """The turns of the conversation so far (question, search question, answer), oldest first."""
+        return list(self.conversation.turns) if self.conversation is not None else []
 
     # -- building blocks, cached per name --
 
@@ -340,6 +394,24 @@ class QAApp:
         self.status.value = message_html(self.error, "error")
         self.answer_box.value = ""
         self.sources.children = []
+        self.history.value = history_html(self.turns)  # no answer shown: every turn is history
+
+    def new_conversation(self) -> None:
+        """Forget the conversation: the next question is asked on its own, and the history is cleared."""
+        if self.conversation is not None:
+            self.conversation.reset()
+        self.answer, self.error, self.seconds = None, None, None
+        self.history.value = ""
+        self.answer_box.value = ""
+        self.sources.children = []
+        self.status.value = message_html("New conversation: the next question is asked on its own.")
+
+    def _conversation(self, pipeline: Pipeline) -> Conversation:
+        """The app's conversation, answering with this question's pipeline and follow-up strategy."""
+        if self.conversation is None:
+            self.conversation = Conversation(pipeline, self.strategy.value)
+        self.conversation.pipeline, self.conversation.strategy = pipeline, self.strategy.value
+        return self.conversation
 
     def ask(self, question: str | None = None) -> Answer | None:
         """Answer the question in the box (or `question`, which is put in the box first)."""
@@ -361,7 +433,7 @@ class QAApp:
             pipeline = Pipeline(
                 self.collection, llm, retriever, self.encoder, k, self.settings.min_score, budget=self.budget
             )
-            stream = pipeline.stream(text)
+            stream = self._conversation(pipeline).stream(text)
             for _piece in stream:
                 self.answer_box.value = f'<div style="white-space:pre-wrap">{html.escape(stream.text)}</div>'
             answer = stream.answer
@@ -376,6 +448,7 @@ class QAApp:
             return None
         self.seconds = time.perf_counter() - started
         self.answer = answer
+        self.history.value = history_html(self.turns[:-1])  # the last turn is the answer shown below
         self._render(answer, name, k)
         return answer
 
@@ -396,9 +469,11 @@ class QAApp:
         first_cited = next((i for i, s in enumerate(shown) if s.number in cited), None)
         self.sources.selected_index = first_cited
         citing = ", ".join(f"[{n}]" for n in sorted(cited)) or "no source"
+        turns = self.turns
+        follow_up = f" A follow-up, searched for with {turns[-1].strategy}." if len(turns) > 1 else ""
         self.status.value = message_html(
             f"{len(shown)} chunks from the {retriever} retriever (k={k}); the answer cites {citing}. "
-            f"{self.seconds:.1f} s."
+            f"{self.seconds:.1f} s.{follow_up}"
         )
 
 
@@ -408,6 +483,7 @@ __all__ = [
     "available_retrievers",
     "backend_options",
     "document_texts",
+    "history_html",
     "markdown_html",
     "marked_html",
     "message_html",

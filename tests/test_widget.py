@@ -22,11 +22,14 @@ from rag_helpers.ingest import update_indexes
 from rag_helpers.ingest import ingest
 from rag_helpers.store import get_client, get_collection
 from rag_helpers.widget import (
+    HISTORY_CLASS,
+    NEW_CONVERSATION_CLASS,
     QAApp,
     answer_html,
     available_retrievers,
     backend_options,
     document_texts,
+    history_html,
     markdown_html,
     marked_html,
     source_html,
@@ -214,6 +217,81 @@ def test_app_recovers_after_an_error(app):
     assert app.error
     app.backend.value = "offline"
     assert app.ask() is not None and app.error is None
+
+
+# --- The conversation ------------------------------------------------------------------------------
+
+
+def test_the_app_keeps_a_conversation_and_shows_earlier_turns_above_the_answer(app):
+    assert app.strategy.value == "condense" and app.turns == [] and app.history.value == ""
+    assert HISTORY_CLASS in app.history._dom_classes and NEW_CONVERSATION_CLASS in app.new_button._dom_classes
+    children = list(app.widget.children)
+    assert children.index(app.history) < children.index(app.answer_box)
+
+    first = app.ask("What is the nightly hotel cap in Lisbon?")
+    assert first is not None and "140 euros" in first.text
+    assert app.history.value == "" and len(app.turns) == 1  # the only turn is the answer shown
+
+    # Offline, "condense" becomes "concatenate": the follow-up is searched with the first question.
+    answer = app.ask("And in London?")
+    assert app.error is None, app.error
+    assert answer is not None and "185 pounds" in answer.text
+    assert answer.notes[0].startswith("Searched for: What is the nightly hotel cap in Lisbon? And in London?")
+    assert "Searched for" in app.answer_box.value and "instead of condensing" in app.answer_box.value
+    assert "A follow-up, searched for with concatenate." in app.status.value
+    history = app.history.value
+    assert "What is the nightly hotel cap in Lisbon?" in history and "140 euros" in history
+    assert "And in London?" not in history  # shown below, as the answer
+    assert [turn.question for turn in app.turns] == ["What is the nightly hotel cap in Lisbon?", "And in London?"]
+
+    app.ask("When is fruit delivered?")
+    assert history_html(app.turns[:-1]) == app.history.value and "And in London?" in app.history.value
+    assert app.history.value.count('class="rag-history-turn"') == 2
+    assert "turns=3" in repr(app)
+
+
+def test_new_conversation_clears_the_history_and_the_next_question_stands_alone(app):
+    app.ask("What is the nightly hotel cap in Lisbon?")
+    app.ask("And in London?")
+    assert app.history.value
+    app.new_button.click()
+    assert app.turns == [] and app.history.value == "" and app.answer_box.value == ""
+    assert app.answer is None and len(app.sources.children) == 0 and "New conversation" in app.status.value
+    answer = app.ask("When is fruit delivered?")
+    assert answer is not None and not any(note.startswith("Searched for") for note in answer.notes)
+    assert app.history.value == "" and "follow-up" not in app.status.value
+    app.new_conversation()  # the method behind the button
+    assert app.turns == []
+
+
+def test_the_follow_up_strategy_is_a_choice(app):
+    app.strategy.value = "alone"
+    app.ask("What is the nightly hotel cap in Lisbon?")
+    answer = app.ask("And in London?")
+    assert answer is not None and not any(note.startswith("Searched for") for note in answer.notes)
+    assert app.turns[-1].search == "And in London?" and app.turns[-1].strategy == "alone"
+
+
+def test_a_failed_follow_up_keeps_the_conversation(app):
+    app.ask("What is the nightly hotel cap in Lisbon?")
+    app.backend.value = "hf"  # not configured: the question fails
+    assert app.ask("And in London?") is None and app.error
+    assert len(app.turns) == 1 and "What is the nightly hotel cap in Lisbon?" in app.history.value
+
+
+def test_history_html_escapes_shortens_and_shows_what_was_searched_for():
+    from rag_helpers.conversation import Turn
+
+    long = Answer("The cap <b>is</b> " + "very " * 100 + "high [1].", backend="offline", model="m")
+    turns = [
+        Turn("Cap in <Lisbon>?", "Cap in <Lisbon>?", long),
+        Turn("And London?", "Cap in <Lisbon>? And London?", Answer("£185 [1].", backend="offline", model="m"),
+             "concatenate"),
+    ]
+    shown = history_html(turns)
+    assert "Cap in &lt;Lisbon&gt;?" in shown and "<b>is</b>" not in shown and "…" in shown
+    assert shown.count("searched for:") == 1 and "Cap in &lt;Lisbon&gt;? And London?" in shown
+    assert history_html([]) == ""
 
 
 # --- A provider backend (scripted OpenAI-compatible server on 127.0.0.1) ----------------------------
