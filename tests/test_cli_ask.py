@@ -28,7 +28,7 @@ def db(build_index):
 @pytest.fixture(autouse=True)
 def isolated_settings(monkeypatch):
     """Settings from the test's environment only, never from a developer's .env."""
-    env: dict[str, str] = {"RAG_MIN_SCORE": "off"}  # about answering; the gate has its own tests
+    env: dict[str, str] = {"RAG_MIN_SCORE": "off", "RAG_CHECK": "off"}  # about answering; gate and check have their own tests
     monkeypatch.setattr(cli.Settings, "load", classmethod(lambda cls, *a, **k: cls.from_mapping(env)))
     return env
 
