@@ -37,6 +37,7 @@ LAYERS: dict[str, int] = {
     "query_expansion": 3,
     "registry": 4,
     "answers": 5,
+    "attribution": 5,
     "prompts": 5,
     "generation": 5,
     "backends": 5,

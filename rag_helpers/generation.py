@@ -25,6 +25,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .answers import REFUSED_ANSWERER, Answer, AnswerStream, Answerer, Usage, make_answer, says_dont_know
+from .attribution import check_citations, citation_note
 from .base import Prompt
 from .config import DEFAULT_LLM_MODEL, Secret, redact, safe_url
 
@@ -44,10 +45,15 @@ NO_KEY = "no-key"
 
 
 def generated_answer(text: str, prompt: Prompt, backend: str, model: str, **extra: Any) -> Answer:
-    """The `Answer` for text a language model wrote: citations resolved, "I don't know" marked refused."""
+    """The `Answer` for text a language model wrote: "I don't know" marked refused, citations checked
+    against the sources (`attribution`; the notes list what was mended) and resolved."""
     text = text.strip()
     refused = REFUSED_ANSWERER if says_dont_know(text) else None
-    return make_answer(text, prompt.chunks, backend, model, refused=refused, **extra)
+    notes: tuple[str, ...] = ()
+    if refused is None:
+        text, changes = check_citations(text, prompt.chunks)
+        notes = (citation_note(changes),) if changes else ()
+    return make_answer(text, prompt.chunks, backend, model, refused=refused, notes=notes, **extra)
 
 
 # --- Errors ------------------------------------------------------------------------------------
