@@ -38,7 +38,7 @@ from .store import query_encoder
 
 BACKEND_LABELS = {
     "offline": "offline (extracts sentences, no LLM)",
-    "local": "local (the course's own model, in this process)",
+    "local": "local: {model} (the course's own model, in this process)",
     "hf": "Hugging Face Inference Providers",
     "openai": "OpenAI-compatible server",
 }
@@ -240,9 +240,11 @@ def backend_options(settings: Settings) -> list[tuple[str, str]]:
         "hf": None if settings.hf_token else "set HF_TOKEN",
         "openai": None if settings.llm_base_url else "set LLM_BASE_URL",
     }
+    from .local_models import get_local_model
+
     options = []
     for name in LLM_BACKENDS:
-        label = BACKEND_LABELS[name]
+        label = BACKEND_LABELS[name].format(model=get_local_model(settings.local_model).display_name)
         if needs.get(name):
             label += f" (not configured: {needs[name]})"
         options.append((label, name))
