@@ -167,3 +167,63 @@ def test_default_batch_size_follows_the_device():
     assert embeddings.default_batch_size(fake("cpu", "bf16")) == 16
     assert embeddings.default_batch_size(fake("cuda", "fp16")) == 256
     assert embeddings.default_batch_size(fake("mps", "fp32")) == 64
+
+
+# --- packed encoding -------------------------------------------------------------------------------
+
+
+def test_packed_vectors_equal_each_text_embedded_alone(model):
+    """Several texts share a model input, yet each gets the vector it gets alone (cut at the window too)."""
+    texts = [*SENTENCES, "Cold storage. " * 200, "Short.", SENTENCES[0]]  # one beyond 256 tokens, a repeat
+    alone = np.stack([embed_one(text, model) for text in texts])
+    packed = embeddings.embed_packed(texts, model, batch_tokens=300, progress=False)
+    np.testing.assert_allclose(packed, alone, atol=1e-5)
+    assert packed.dtype == np.float32 and packed.shape == (len(texts), 384)
+    np.testing.assert_allclose(embed(texts, model, packed=True, progress=False), packed, atol=1e-6)
+    assert embeddings.embed_packed([], model).shape == (0, 384)
+
+
+def test_bf16_packed_stays_within_cosine_09999_of_fp32(model):
+    bf16 = load_embedding_model(precision="bf16", device="cpu")
+    packed = embeddings.embed_packed(SENTENCES, bf16, progress=False)
+    assert np.sum(packed * embed(SENTENCES, model, progress=False), axis=1).min() >= 0.9999
+
+
+def test_pack_rows_fills_rows_without_splitting_a_text():
+    lengths = [200, 60, 60, 50, 40, 300, 10, 10, 5]
+    rows = embeddings.pack_rows(lengths, 256)
+    assert sorted(i for row in rows for i in row) == list(range(len(lengths)))
+    assert [5] in rows  # longer than a row: a row of its own
+    assert all(sum(lengths[i] for i in row) <= 256 for row in rows if row != [5])
+    assert len(rows) == 3  # 435 tokens need two rows of 256, and the text of 300 its own
+
+
+def test_only_models_that_can_be_packed_exactly_are(model):
+    from types import SimpleNamespace
+
+    assert embeddings.can_pack(model)
+    assert not embeddings.can_pack(SimpleNamespace(device=model.device))  # not a sentence-transformers model
+    with pytest.raises(ValueError, match="cannot be packed"):
+        embeddings.embed_packed(["a", "b"], SimpleNamespace(device=model.device))
+
+
+def test_the_token_budget_is_measured_on_real_batches_and_then_kept():
+    budget = embeddings.TokenBudget("cpu")
+    candidates = embeddings.BATCH_TOKEN_CANDIDATES["cpu"]
+    speed = {1024: 900.0, 2048: 1000.0, 4096: 1200.0, 8192: 1100.0}  # tokens/s of a made-up CPU
+    budget.record(budget.next(), 10, 1.0)  # a batch less than half full is no trial
+    for _ in range(embeddings.TRIAL_ROUNDS * len(candidates)):
+        size = budget.next()
+        budget.record(size, size, size / speed[size])
+    assert budget.measured and budget.next() == 4096 and "measured" in repr(budget)
+    assert embeddings.TokenBudget("cuda").next() == embeddings.BATCH_TOKENS["cuda"]
+
+
+def test_a_model_keeps_its_measured_budget_between_calls():
+    from types import SimpleNamespace
+
+    import torch
+
+    fake = SimpleNamespace(device=torch.device("cpu"))
+    assert embeddings.budget_of(fake, "rows") is embeddings.budget_of(fake, "rows")
+    assert embeddings.budget_of(fake, "long") is not embeddings.budget_of(fake, "rows")
