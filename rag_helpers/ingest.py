@@ -39,20 +39,21 @@ from .documents import DocumentFolder
 from .embeddings import embed
 from .keyword_index import build_bm25_index, saved_bm25_size
 from .sentence_index import (
-    BUILT_FROM_KEY,
-    SENTENCES_KEY,
+    SentenceIndex,
+    document_hashes_match,
     documents_from_collection,
-    save_sentence_vectors,
-    sentence_chunks,
+    latest_sentence_index,
+    load_sentence_index,
+    plan_sentence_index,
+    read_header,
+    remove_legacy_sentence_collection,
+    save_sentence_index,
+    saved_sentence_index,
     sentence_collection_name,
-    sentence_vectors_path,
-    sentences_digest,
-    up_to_date_sentences,
 )
 from .store import (
     ChromaConnectionError,
     chunk_metadata,
-    client_of,
     collection_distance,
     collection_fingerprint,
     collection_model,
@@ -171,7 +172,7 @@ def _embed_once(
     """Vectors of `texts`, embedding each distinct text once; vectors of `repeated` texts are kept in
     `known` for later batches."""
     new = [t for t in dict.fromkeys(texts) if t not in known]
-    vectors = dict(zip(new, embed(new, model, progress=False))) if new else {}
+    vectors = dict(zip(new, embed(new, model, progress=False, packed=True))) if new else {}
     known.update((t, v) for t, v in vectors.items() if t in repeated)
     return np.stack([vectors[t] if t in vectors else known[t] for t in texts])
 
@@ -449,67 +450,110 @@ def update_sentence_index(
     documents: Sequence[Document] | None = None,
     progress: bool = False,
     fingerprint: str | None = None,
-) -> tuple[Any, IngestReport]:
-    """Create or refresh `<collection>__sentences` from the collection's documents; returns it and the report.
+) -> tuple[SentenceIndex, IngestReport]:
+    """Create or refresh the sentence index of `collection` (a file, `sentence_index`); returns it and
+    the report (its `chunks` are sentences).
 
-    Incremental: `ingest` embeds only new or changed sentences and removes those of documents
-    that are gone; with nothing changed no model is loaded. `model=None` loads the collection's
-    own model when something needs embedding.
+    Incremental: an unchanged document keeps its sentences without being split again, a changed one
+    is split again and only sentences whose text the index does not hold yet are embedded (packed,
+    `embeddings.embed(..., packed=True)`), a document that is gone loses its sentences. With nothing
+    changed nothing is read but the file's header and no model is loaded; `model=None` loads the
+    collection's own model only when something needs embedding. `documents` (default: rebuilt from
+    the chunks) are the texts the sentences are cut from.
     """
     start = time.perf_counter()
-    docs = list(documents) if documents is not None else documents_from_collection(collection)
-    chunks = sentence_chunks(docs)
-    client = client_of(collection)
     name = sentence_collection_name(collection)
-    distance = collection_distance(collection)
-    config = stored_model_config(collection)
     built_from = fingerprint or collection_fingerprint(collection)
-    digest = sentences_digest(chunks, f"{config.get('model_name')} {config.get('precision')}", distance)
-    current = up_to_date_sentences(client, name, built_from, digest)
-    if current is not None:
-        if not sentence_vectors_path(collection, digest).is_file():  # an index from before snapshots
-            save_sentence_vectors(collection, current, digest)
-        count = current.count()
-        report = IngestReport(name, chunks=len(chunks), skipped=len(chunks), count=count)
+    config = stored_model_config(collection)
+    model_key = f"{config.get('model_name')} {config.get('precision')}"
+    report = IngestReport(name)
+
+    docs = list(documents) if documents is not None else None
+    path = saved_sentence_index(collection, built_from, model_key)
+    current = load_sentence_index(path) if path is not None and docs is not None else None
+    if path is not None and (docs is None or (current is not None and document_hashes_match(current, docs))):
+        index = current or _LazySentenceIndex.of(path, name)
+        report.chunks = report.skipped = report.count = index.count()
         report.total_seconds = time.perf_counter() - start
-        return current, report
-    if model is None and needs_model(client, name, chunks, str(config.get("model_name")), distance):
-        model = collection_model(collection)
-    if model is None:
-        sentences = open_collection(client, name)
-    else:
-        sentences = get_collection(client, name, model, distance=distance)
-    # The sentence index mirrors the chunks, so removing most of it (force) is what a big change asks for.
-    report = ingest(sentences, chunks, model, progress=progress, prune=True, documents=docs, force=True)
-    metadata = dict(sentences.metadata or {})
-    if metadata.get(BUILT_FROM_KEY) != built_from or metadata.get(SENTENCES_KEY) != digest:
-        sentences.modify(metadata={**metadata, BUILT_FROM_KEY: built_from, SENTENCES_KEY: digest})
-    changed = report.added or report.updated or report.removed
-    if changed or not sentence_vectors_path(collection, digest).is_file():
-        save_sentence_vectors(collection, sentences, digest)
-    return sentences, report
+        return index, report
+
+    docs = docs if docs is not None else documents_from_collection(collection)
+    plan = plan_sentence_index(name, docs, latest_sentence_index(collection), built_from, model_key)
+    report.scan_seconds = time.perf_counter() - start
+    if plan.texts:
+        model = model if model is not None else collection_model(collection)
+        tick = time.perf_counter()
+        distinct = list(dict.fromkeys(plan.texts))  # boilerplate (a footer, a table row) once
+        vectors = embed(distinct, model, progress=progress, desc="Sentences", packed=True)
+        row_of = {text: n for n, text in enumerate(distinct)}
+        index = plan.index
+        if index.vectors.shape[1] != vectors.shape[1]:  # nothing was reused: the model's own width
+            index.vectors = np.zeros((index.count(), vectors.shape[1]), dtype=np.float32)
+        index.vectors[plan.missing] = vectors[[row_of[t] for t in plan.texts]]
+        report.embed_seconds = time.perf_counter() - tick
+    tick = time.perf_counter()
+    save_sentence_index(collection, plan.index)
+    report.write_seconds = time.perf_counter() - tick
+    report.chunks = report.count = plan.index.count()
+    report.added, report.updated, report.removed, report.skipped = (
+        plan.added, plan.updated, plan.removed, plan.skipped
+    )
+    report.embedded = len(plan.texts)
+    report.batches = 1 if plan.texts else 0
+    report.total_seconds = time.perf_counter() - start
+    return plan.index, report
 
 
+class _LazySentenceIndex:
+    """An up-to-date sentence index file, loaded only if something asks for more than its size."""
+
+    def __init__(self, path: Any, name: str, count: int) -> None:
+        self.path, self.name, self._count, self._index = path, name, count, None
+
+    @classmethod
+    def of(cls, path: Any, name: str) -> Any:
+        return cls(path, name, int((read_header(path) or {}).get("count", 0)))
+
+    def count(self) -> int:
+        return self._count
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __getattr__(self, attribute: str) -> Any:
+        if self._index is None:
+            self._index = load_sentence_index(self.path)
+        return getattr(self._index, attribute)
+
+    def __repr__(self) -> str:
+        return f"SentenceIndex({self.name!r}, {self._count} sentences, not loaded)"
 
 
 @dataclass
 class IndexReport:
-    """What `update_indexes` did: whether BM25 was rebuilt, and the sentence collection's ingest report."""
+    """What `update_indexes` did: whether BM25 was rebuilt, and the sentence index's report."""
 
     collection: str
     bm25_chunks: int = 0
     bm25_rebuilt: bool = False
     sentences: IngestReport | None = None
+    # An older version's Chroma collection of sentences (`<collection>__sentences`), now a file, deleted.
+    legacy_sentences_removed: bool = False
 
     def summary(self) -> str:
         """One line for people."""
         bm25 = f"BM25 {'rebuilt' if self.bm25_rebuilt else 'unchanged'} ({self.bm25_chunks} chunks)"
+        legacy = (
+            f" Deleted the old Chroma collection {self.collection}__sentences: the sentence index is a file now."
+            if self.legacy_sentences_removed
+            else ""
+        )
         if self.sentences is None:
-            return f"indexes of {self.collection}: {bm25}."
+            return f"indexes of {self.collection}: {bm25}.{legacy}"
         s = self.sentences
         return (
             f"indexes of {self.collection}: {bm25}; sentences {s.added} added, {s.updated} updated, "
-            f"{s.removed} removed, {s.count} in all (embedding {s.embed_seconds:.1f}s)."
+            f"{s.removed} removed, {s.count} in all (embedding {s.embed_seconds:.1f}s).{legacy}"
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -518,6 +562,7 @@ class IndexReport:
             "bm25_chunks": self.bm25_chunks,
             "bm25_rebuilt": self.bm25_rebuilt,
             "sentences": self.sentences.to_dict() if self.sentences is not None else None,
+            "legacy_sentences_removed": self.legacy_sentences_removed,
         }
 
 
@@ -527,15 +572,17 @@ def update_indexes(
     """Bring the BM25 and sentence indexes of `collection` in step with its chunks (cheap when unchanged).
 
     `model=None` loads the collection's model only if sentences need embedding; `documents`
-    (default: rebuilt from the chunks) are the texts the sentences are cut from.
+    (default: rebuilt from the chunks) are the texts the sentences are cut from. The Chroma
+    collection of sentences an older version kept is deleted (the summary says so).
     """
     fingerprint = collection_fingerprint(collection)
     size, rebuilt = saved_bm25_size(collection, fingerprint), False
     if size is None:  # build it; an up-to-date index is left unread (and bm25s unimported)
         index, rebuilt = build_bm25_index(collection, fingerprint=fingerprint)
         size = len(index)
+    legacy = remove_legacy_sentence_collection(collection)
     _, sentences = update_sentence_index(collection, model, documents, progress, fingerprint)
-    return IndexReport(collection.name, size, rebuilt, sentences)
+    return IndexReport(collection.name, size, rebuilt, sentences, legacy)
 
 
 @dataclass

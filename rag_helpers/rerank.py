@@ -18,7 +18,7 @@ so re-ranking embeds only the query.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -28,7 +28,7 @@ from .base import RetrievedChunk, Retriever, check_query
 from .chunking import sentence_spans
 from .embeddings import embed
 from .fusion import HybridRetriever
-from .sentence_index import load_sentence_vectors, open_sentence_index
+from .sentence_index import SentenceIndex, open_sentence_index
 from .store import SearchScope
 
 DEFAULT_CROSS_ENCODER = "cross-encoder/ms-marco-MiniLM-L6-v2"
@@ -180,34 +180,19 @@ class SentenceVectors:
     For `SentenceReranker(sentence_vectors=...)`: re-ranking then embeds only the query.
     A sentence belongs to a chunk when at least half of it lies inside the chunk's span. Each
     document's sentences come from `preloaded` ({document: (starts, ends, vectors)}, e.g.
-    `sentence_index.load_sentence_vectors`) or are read from Chroma once, and are kept in memory.
+    `sentence_index.load_sentence_vectors`), else from the sentence index `sentences`, which is
+    read whole when the retriever is built, so the first question costs what every later one does.
     """
 
-    def __init__(self, sentences: Any, preloaded: dict[str, tuple[np.ndarray, ...]] | None = None) -> None:
+    def __init__(
+        self, sentences: SentenceIndex | None, preloaded: dict[str, tuple[np.ndarray, ...]] | None = None
+    ) -> None:
+        if sentences is None and preloaded is None:
+            raise ValueError("SentenceVectors needs the sentence index or preloaded vectors.")
         self.sentences = sentences
-        self._by_document: dict[str, tuple[np.ndarray, ...]] = dict(preloaded or {})
-
-    def _load(self, document_ids: Iterable[str]) -> None:
-        missing = sorted({d for d in document_ids if d not in self._by_document})
-        if not missing:
-            return
-        data = self.sentences.get(
-            where={"document_id": {"$in": missing}}, include=["metadatas", "embeddings"]
-        )
-        found: dict[str, list[tuple[int, int, Any]]] = {d: [] for d in missing}
-        for meta, vector in zip(data["metadatas"], data["embeddings"]):
-            found.setdefault(str(meta["document_id"]), []).append(
-                (int(meta["start"]), int(meta["end"]), vector)
-            )
-        for document_id, rows in found.items():
-            rows.sort(key=lambda row: row[0])
-            starts = np.array([r[0] for r in rows], dtype=np.int64)
-            ends = np.array([r[1] for r in rows], dtype=np.int64)
-            vectors = np.asarray([r[2] for r in rows], dtype=np.float32).reshape(len(rows), -1)
-            self._by_document[document_id] = (starts, ends, vectors)
+        self._by_document = dict(preloaded) if preloaded is not None else sentences.by_document()  # type: ignore[union-attr]
 
     def __call__(self, chunks: Sequence[RetrievedChunk]) -> list[np.ndarray]:
-        self._load(c.document_id for c in chunks)
         out = []
         for chunk in chunks:
             starts, ends, vectors = self._by_document.get(
@@ -222,8 +207,7 @@ class SentenceVectors:
 
 
 def _sentence_vectors(scope: SearchScope) -> SentenceVectors:
-    sentences = open_sentence_index(scope.collection)
-    return SentenceVectors(sentences, load_sentence_vectors(scope.collection, sentences))
+    return SentenceVectors(open_sentence_index(scope.collection))
 
 
 class RerankRetriever:

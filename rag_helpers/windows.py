@@ -2,7 +2,7 @@
 
 A 1000-character chunk has one vector for many ideas, so a question about one of them matches it
 only loosely. The sentence index (`sentence_index`, built by ingest: one vector per sentence, list item,
-table row or heading in `<collection>__sentences`) lets a query find the best *sentences*:
+table row or heading, in a file next to the BM25 index) lets a query find the best *sentences*:
 
 * `SentenceWindowRetriever` widens each hit to a window of about `window_chars` characters of its
   document (whole sentences) and returns that, so the reader still gets context; overlapping
@@ -14,7 +14,9 @@ table row or heading in `<collection>__sentences`) lets a query find the best *s
     retriever("How long do I have to file a claim?", k=5)             # windows as RetrievedChunk
 
 The documents are rebuilt from the main collection's chunks (their metadata has document_id,
-start and end), so no access to the original files is needed.
+start and end), so no access to the original files is needed. The sentences are searched exactly,
+with one matrix product over their vectors; the retriever's `where` filter selects the sentences of
+the chunks that match it, `where_document` tests each sentence's own text (`sentence_index.allowed_rows`).
 """
 
 from __future__ import annotations
@@ -26,8 +28,8 @@ from typing import Any
 import numpy as np
 
 from .base import RetrievedChunk, check_query
-from .sentence_index import documents_from_collection, open_sentence_index
-from .store import SearchScope, read_collection, retrieve
+from .sentence_index import SentenceIndex, allowed_rows, documents_from_collection, open_sentence_index
+from .store import SearchScope, collection_distance, read_collection
 
 DEFAULT_WINDOW_CHARS = 1000
 
@@ -58,16 +60,9 @@ def widen(spans: Sequence[tuple[int, int]], index: int, window_chars: int) -> tu
     return low, high
 
 
-def sentence_spans_by_document(sentences: Any) -> dict[str, list[tuple[int, int]]]:
+def sentence_spans_by_document(sentences: SentenceIndex) -> dict[str, list[tuple[int, int]]]:
     """Each document's sentence spans as the sentence index stored them, in sentence order."""
-    data = read_collection(sentences, include=("metadatas",))
-    numbered: dict[str, list[tuple[int, int, int]]] = {}
-    for meta in data["metadatas"]:
-        meta = meta or {}
-        numbered.setdefault(str(meta["document_id"]), []).append(
-            (int(meta["chunk_index"]), int(meta["start"]), int(meta["end"]))
-        )
-    return {d: [(s, e) for _, s, e in sorted(rows)] for d, rows in numbered.items()}
+    return sentences.spans_by_document()
 
 
 class SentenceChunkRetriever:
@@ -83,7 +78,7 @@ class SentenceChunkRetriever:
     def __init__(
         self,
         collection: Any,
-        sentences: Any,
+        sentences: SentenceIndex,
         encode: Callable[[str], np.ndarray],
         candidates: int = 100,
         where: Mapping[str, Any] | None = None,
@@ -95,6 +90,7 @@ class SentenceChunkRetriever:
         self.candidates = candidates
         self.where = where
         self.where_document = where_document
+        self.space = collection_distance(collection)
         data = read_collection(collection)
         self._chunks: dict[str, tuple[str, dict[str, Any]]] = {}
         self._spans: dict[str, list[tuple[int, int, str]]] = {}
@@ -105,6 +101,10 @@ class SentenceChunkRetriever:
                 self._spans.setdefault(str(meta["document_id"]), []).append(
                     (int(meta.get("start", 0)), int(meta.get("end", 0)), chunk_id)
                 )
+        texts = None
+        if where_document:
+            texts = {d.id: d.text for d in documents_from_collection(collection, data)}
+        self._rows = allowed_rows(sentences, collection, where, where_document, texts)
 
     @classmethod
     def from_scope(
@@ -128,12 +128,11 @@ class SentenceChunkRetriever:
 
     def __call__(self, query: str, k: int = 5) -> list[RetrievedChunk]:
         check_query(query, k)
-        sentences = retrieve(
-            self.sentences, self.encode(query), max(self.candidates, k), self.where, self.where_document
-        )
+        found = self.sentences.search(self.encode(query), max(self.candidates, k), self._rows)
         hits: list[RetrievedChunk] = []
         seen: set[str] = set()
-        for sentence in sentences:
+        for row, score in found:
+            sentence = self.sentences.hit(row, score, space=self.space)
             chunk_id = self.chunk_of(sentence.document_id, sentence.start, sentence.end)
             if chunk_id is None or chunk_id in seen:
                 continue
@@ -157,7 +156,7 @@ class SentenceWindowRetriever:
 
     def __init__(
         self,
-        sentences: Any,
+        sentences: SentenceIndex,
         documents: Sequence[Any],
         encode: Callable[[str], np.ndarray],
         *,
@@ -165,9 +164,12 @@ class SentenceWindowRetriever:
         candidates: int = 40,
         where: Mapping[str, Any] | None = None,
         where_document: Mapping[str, Any] | None = None,
+        collection: Any = None,
     ) -> None:
         if window_chars < 1:
             raise ValueError(f"window_chars must be positive, got {window_chars}")
+        if where and collection is None:
+            raise ValueError("A `where` filter needs the collection whose chunk metadata it tests: pass collection=.")
         self.sentences = sentences
         spans = sentence_spans_by_document(sentences)
         self.documents = {
@@ -178,6 +180,9 @@ class SentenceWindowRetriever:
         self.candidates = candidates
         self.where = where
         self.where_document = where_document
+        self.space = collection_distance(collection) if collection is not None else "l2"
+        texts = {document_id: doc.text for document_id, doc in self.documents.items()}
+        self._rows = allowed_rows(sentences, collection, where, where_document, texts)
 
     @classmethod
     def from_scope(
@@ -194,6 +199,7 @@ class SentenceWindowRetriever:
             scope.encode,
             window_chars=window_chars,
             candidates=candidates,
+            collection=scope.collection,
             **scope.filters,
         )
 
@@ -205,7 +211,13 @@ class SentenceWindowRetriever:
 
     def search_sentences(self, query: str, n: int) -> list[RetrievedChunk]:
         """The `n` sentences closest to the query (the small pieces, before widening)."""
-        return retrieve(self.sentences, self.encode(query), n, self.where, self.where_document)
+        hits = []
+        for row, score in self.sentences.search(self.encode(query), n, self._rows):
+            doc = self.documents.get(str(self.sentences.document_ids[row]))
+            start, end = int(self.sentences.starts[row]), int(self.sentences.ends[row])
+            text, metadata = (doc.text[start:end], doc.metadata) if doc is not None else ("", {})
+            hits.append(self.sentences.hit(row, score, text, self.space, metadata))
+        return hits
 
     def __call__(self, query: str, k: int = 5) -> list[RetrievedChunk]:
         check_query(query, k)
