@@ -1,4 +1,4 @@
-"""Ingestion benchmark: the original tutorial's one-at-a-time pipeline against `ingest`, with the bound.
+"""Ingestion benchmark: the original tutorial's one-at-a-time pipeline against batched `ingest.ingest`.
 
 Both run in one process on the same folder, each into its own temporary collection, which is
 deleted afterwards: the user's index is never touched. The original embeds and writes one chunk at
