@@ -69,7 +69,21 @@ def load_llama(path: str, n_ctx: int = DEFAULT_CONTEXT, n_threads: int | None = 
     except ImportError:
         raise LocalModelError(LLAMA_HELP) from None
     threads = n_threads or default_threads()
-    return Llama(model_path=path, n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads, verbose=False)
+    llama = Llama(model_path=path, n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads, verbose=False)
+    _LOADED.append(llama)
+    return llama
+
+
+# Models loaded by this process, closed at exit while llama.cpp's bindings still exist (left to the
+# garbage collector, Llama.__del__ runs after them and prints a TypeError traceback at exit).
+_LOADED: list[Any] = []
+
+
+@atexit.register
+def _close_loaded() -> None:
+    load_llama.cache_clear()
+    while _LOADED:
+        _LOADED.pop().close()
 
 
 def _unknown_params(names: list[str]) -> str:

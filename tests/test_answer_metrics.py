@@ -400,4 +400,6 @@ def test_the_app_shows_the_refusal(index, model):
     answer = app.ask(OFF_TOPIC)
     assert answer is not None and answer.refused == REFUSED_GATE and app.error is None
     assert "I don't know" in app.answer_box.value and "not answered" in app.answer_box.value
+    # A new conversation: asked as a follow-up, the off-topic question would be searched for with it.
+    app.new_conversation()
     assert app.ask("What is the nightly hotel cap in London?").refused is None
