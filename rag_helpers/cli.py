@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from .config import BACKEND_CHOICES, SAMPLE_CORPUS_DIR, SAMPLE_QUESTIONS_PATH, Settings, parse_min_score
+from .prompts import STYLES
 
 PRECISION_CHOICES = ("auto", "fp32", "bf16", "fp16")  # `embeddings.PRECISIONS` and auto (no torch import)
 # `conversation.STRATEGIES` and its default, spelled out so building the parser imports no Chroma.
@@ -417,8 +418,9 @@ def _add_ask(commands: argparse._SubParsersAction) -> None:
     add_answer_args(parser)
     parser.add_argument("--stream", action="store_true", help="print the answer as it is generated")
     parser.add_argument(
-        "--style", choices=("grounded", "original"), default="grounded",
-        help="prompt: numbered sources with rules (default), or the original tutorial's prompt",
+        "--style", choices=STYLES, default="grounded",
+        help="prompt: numbered sources with rules (grounded, the default), the original tutorial's prompt, "
+        "or a defence against instructions inside documents (spotlight, sandwich; notebook 17)",
     )
     parser.add_argument("--top-p", type=float, help="nucleus sampling (default 0.7)")
     parser.add_argument(
