@@ -6,6 +6,7 @@ import importlib.util
 import json
 from pathlib import Path
 
+import nbformat
 import pytest
 
 from rag_helpers.config import PROJECT_ROOT
@@ -74,3 +75,21 @@ def test_a_broken_times_file_is_replaced_with_a_warning(notebooks, tmp_path, cap
 def test_the_machine_is_described():
     info = runner.machine_info()
     assert info["cpu"] and isinstance(info["cores"], int) and info["cores"] >= 1
+
+
+def test_a_saved_progress_bar_shows_its_final_state_as_text():
+    state = {
+        "bar": {"state": {"children": ["IPY_MODEL_left", "IPY_MODEL_progress", "IPY_MODEL_right"]}},
+        "left": {"state": {"value": "Embedding: 100%"}},
+        "progress": {"state": {"value": 3, "max": 3}},
+        "right": {"state": {"value": " 3/3 [00:00&lt;00:00, 13.48batch/s]"}},
+    }
+    cell = nbformat.v4.new_code_cell("bar")
+    cell.outputs = [nbformat.v4.new_output(
+        "display_data",
+        data={"text/plain": "Embedding:   0%|          | 0/3", runner.WIDGET_VIEW: {"model_id": "bar"}},
+    )]
+    notebook = nbformat.v4.new_notebook(cells=[cell])
+    notebook.metadata["widgets"] = {runner.WIDGET_STATE: {"state": state}}
+    runner.finish_progress_text(notebook)
+    assert cell.outputs[0]["data"]["text/plain"] == "Embedding: 100%|##########| 3/3 [00:00<00:00, 13.48batch/s]"
