@@ -285,6 +285,58 @@ def readme_map_problems(readme: str, notebook_dir: Path = NOTEBOOK_DIR) -> list[
     return problems
 
 
+MODULE_NAME = re.compile(r"\brag_helpers((?:\.[A-Za-z_]\w*)+)")
+STRAY_RESULTS = {"None", "Ellipsis", "(Ellipsis, Ellipsis)", "False"}
+STARTED_BAR = re.compile(r"^\s*[^|]*\b0%\|")
+
+
+def _missing_name(dotted: str) -> str | None:
+    """The part of `rag_helpers.<dotted>` that does not exist (a module or an attribute), or None."""
+    import importlib
+
+    parts = dotted.strip(".").split(".")
+    module, found = "rag_helpers", importlib.import_module("rag_helpers")
+    for part in parts:
+        if hasattr(found, part):
+            found = getattr(found, part)
+            continue
+        try:
+            module = f"{module}.{part}"
+            found = importlib.import_module(module)
+        except ImportError:
+            return f"rag_helpers.{'.'.join(parts)}"
+    return None
+
+
+def named_module_problems(nb: nbformat.NotebookNode) -> list[str]:
+    """Every `rag_helpers.x.y` a markdown cell names exists (a module, or a name in one)."""
+    problems = []
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type != "markdown":
+            continue
+        for match in MODULE_NAME.finditer(cell.source):
+            missing = _missing_name(match.group(1))
+            if missing:
+                problems.append(f"markdown cell {i} names {missing}, which does not exist")
+    return problems
+
+
+def stale_output_problems(nb: nbformat.NotebookNode) -> list[str]:
+    """No "Skipped: ..." step (the course's own model can run every one), no stray None/False/Ellipsis results, and
+    no progress bar saved as its 0% text."""
+    problems = []
+    for i, cell in enumerate(_code_cells(nb), start=1):
+        for output in cell.outputs:
+            text = "".join(_output_texts(nbformat.from_dict({"outputs": [output]})))
+            if re.search(r"\bSkipped:", text):  # "Skipped: ... needs a language model"
+                problems.append(f"code cell {i} prints 'Skipped'")
+            if output.output_type == "execute_result" and output.data.get("text/plain", "").strip() in STRAY_RESULTS:
+                problems.append(f"code cell {i} shows a stray {output.data['text/plain'].strip()!r} (end it with ';')")
+            if WIDGET_VIEW in output.get("data", {}) and STARTED_BAR.match(output.data.get("text/plain", "")):
+                problems.append(f"code cell {i} saves its progress bar as 0% text (run make notebooks)")
+    return problems
+
+
 # --- The rules applied to the course --------------------------------------------------------------
 
 
@@ -404,6 +456,16 @@ def test_readme_notebook_map_lists_exactly_the_notebooks():
     assert not problems, "README.md: " + "; ".join(problems)
 
 
+@pytest.mark.parametrize("path", EVERY_NOTEBOOK, ids=_ids(EVERY_NOTEBOOK))
+def test_modules_named_in_the_text_exist(path):
+    _assert_none(path, named_module_problems(_read(path)))
+
+
+@pytest.mark.parametrize("path", EVERY_NOTEBOOK, ids=_ids(EVERY_NOTEBOOK))
+def test_no_skipped_steps_or_stray_outputs(path):
+    _assert_none(path, stale_output_problems(_read(path)))
+
+
 # --- Each rule can fail: synthetic notebooks ------------------------------------------------------
 
 
@@ -444,6 +506,7 @@ def test_the_synthetic_notebook_passes_every_rule():
     problems = (
         cell_count_problems(nb) + nbval_comment_problems(nb) + execution_order_problems(nb)
         + section_problems(nb) + exercise_problems(nb) + widget_state_problems(nb)
+        + named_module_problems(nb) + stale_output_problems(nb)
     )
     assert problems == []
 
@@ -575,3 +638,30 @@ def test_rule_readme_map_must_match_the_folder(tmp_path):
         "README.md does not point to notebooks/solutions/"
     ]
     assert readme_map_problems("no table here", tmp_path)
+
+
+def test_rule_named_modules_fail_for_a_missing_one():
+    nb = _good_notebook()
+    nb.cells[0].source += "\n\nSee `rag_helpers.mmr.mmr_select` and `rag_helpers.ingest`."
+    assert named_module_problems(nb) == []
+    nb.cells[0].source += " Also `rag_helpers.retrievers` and `rag_helpers.rerank.mmr_select`."
+    assert len(named_module_problems(nb)) == 2
+
+
+@pytest.mark.parametrize("text", ["Skipped: no LLM", None, "False", "Ellipsis"])
+def test_rule_stale_outputs_fail(text):
+    nb = _good_notebook()
+    if text and text.startswith("Skipped"):
+        nb.cells[1].outputs = [nbformat.v4.new_output("stream", name="stdout", text=text)]
+    else:
+        nb.cells[1].outputs = [nbformat.v4.new_output("execute_result", data={"text/plain": str(text)}, execution_count=1)]
+    assert stale_output_problems(nb)
+
+
+def test_rule_a_progress_bar_saved_at_zero_fails():
+    nb = _good_notebook()
+    data = {"text/plain": "Embedding:   0%|          | 0/3", WIDGET_VIEW: {"model_id": "m"}}
+    nb.cells[1].outputs = [nbformat.v4.new_output("display_data", data=data)]
+    assert stale_output_problems(nb)
+    nb.cells[1].outputs[0].data["text/plain"] = "Embedding: 100%|##########| 3/3"
+    assert stale_output_problems(nb) == []
