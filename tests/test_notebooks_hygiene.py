@@ -322,8 +322,8 @@ def named_module_problems(nb: nbformat.NotebookNode) -> list[str]:
 
 
 def stale_output_problems(nb: nbformat.NotebookNode) -> list[str]:
-    """No "Skipped: ..." step (the course's own model can run every one), no stray None/False/Ellipsis results, and
-    no progress bar saved as its 0% text."""
+    """No "Skipped: ..." step (the course's own model can run every one), no stray None/False/Ellipsis
+    result, and no progress bar saved as its 0% text."""
     problems = []
     for i, cell in enumerate(_code_cells(nb), start=1):
         for output in cell.outputs:
