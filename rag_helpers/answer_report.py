@@ -25,7 +25,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .answer_metrics import SUPPORT_THRESHOLD, AnswerScores, score_answer
-from .reporting import Table, format_value
+from .reporting import Table, TableReport, format_value
 from .questions import KINDS, UNANSWERABLE, Question, normalise_question
 
 METRICS: tuple[str, ...] = (
@@ -186,7 +186,7 @@ def _mean(values: Any) -> float | None:
 
 
 @dataclass
-class AnswerReport:
+class AnswerReport(TableReport):
     """Per-answer scores with aggregates overall and by question kind; prints as a table."""
 
     results: list[AnswerScores]
@@ -269,20 +269,6 @@ class AnswerReport:
         """The report as a `reporting.Table`: all answerable questions, then one row per kind."""
         header, rows = self._rows()
         return Table(self.title(), header, rows, self.notes())
-
-    def table(self) -> str:
-        """A plain-text table: all answerable questions, then one row per kind."""
-        return self.to_table().text()
-
-    def to_html(self) -> str:
-        """The same table as HTML."""
-        return self.to_table().html()
-
-    def _repr_html_(self) -> str:
-        return self.to_html()
-
-    def __str__(self) -> str:
-        return self.table()
 
     def to_dict(self, per_question: bool = True) -> dict[str, Any]:
         """Aggregates (overall and by kind) and, with `per_question`, every answer's scores."""

@@ -200,17 +200,22 @@ class Settings:
         return summary
 
 
-def parse_min_score(text: str) -> float | None:
-    """A "don't know" threshold from text: a cosine similarity between -1 and 1, or off (None)."""
+def _number_or_off(text: str, low: float, high: float, what: str) -> float | None:
+    """A number between `low` and `high` from text, or None for "off"/"none"; else a ValueError naming `what`."""
     if text.strip().lower() in {"off", "none"}:
         return None
     try:
         value = float(text)
     except ValueError:
         value = float("nan")
-    if not -1.0 <= value <= 1.0:
-        raise ValueError(f"expected a cosine similarity between -1 and 1, or off; got {text!r}")
+    if not low <= value <= high:
+        raise ValueError(f"expected {what} between {low:g} and {high:g}, or off; got {text!r}")
     return value
+
+
+def parse_min_score(text: str) -> float | None:
+    """A "don't know" threshold from text: a cosine similarity between -1 and 1, or off (None)."""
+    return _number_or_off(text, -1.0, 1.0, "a cosine similarity")
 
 
 def _setting_min_score(text: str | None) -> float | None:
@@ -225,15 +230,10 @@ def _setting_min_score(text: str | None) -> float | None:
 def _setting_check(text: str | None) -> float | None:
     if text is None:
         return DEFAULT_CHECK_THRESHOLD
-    if text.strip().lower() in {"off", "none"}:
-        return None
     try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"RAG_CHECK must be a probability between 0 and 1, or off; got {text!r}")
-    return value
+        return _number_or_off(text, 0.0, 1.0, "a probability")
+    except ValueError as error:
+        raise ValueError(f"RAG_CHECK: {error}") from None
 
 
 def _find_env_file(env_file: str | Path | None) -> Path | None:

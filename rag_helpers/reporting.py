@@ -60,6 +60,27 @@ class Table:
         return self.html()
 
 
+class TableReport:
+    """A report shown as its `to_table()`: aligned text (`str`, `table()`), HTML in Jupyter (`to_html()`)."""
+
+    def to_table(self) -> Table:
+        raise NotImplementedError
+
+    def table(self) -> str:
+        """The report as aligned plain text."""
+        return self.to_table().text()
+
+    def to_html(self) -> str:
+        """The report as HTML."""
+        return self.to_table().html()
+
+    def _repr_html_(self) -> str:
+        return self.to_html()
+
+    def __str__(self) -> str:
+        return self.table()
+
+
 def _align(cells: Sequence[str], widths: Sequence[int]) -> str:
     padded = [cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(cells, widths))]
     return "  ".join(padded).rstrip()
@@ -310,6 +331,7 @@ def _as_float(value: float | int | None) -> float:
 
 __all__ = [
     "Table",
+    "TableReport",
     "activate_notebook_backend",
     "cpu_p50",
     "format_ms",

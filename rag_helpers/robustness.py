@@ -38,7 +38,7 @@ from .documents import Document, load_documents
 from .evaluation import Evidence, is_evidence_hit, locate_evidence
 from .pipeline import Pipeline
 from .questions import UNANSWERABLE, InjectionCase, LabelledConversation, Question, attack_succeeded
-from .reporting import Table, format_value
+from .reporting import Table, TableReport, format_value
 
 REFERENCE = "standalone"  # the labelled rewrite, reported beside the strategies as their ceiling
 
@@ -67,7 +67,7 @@ class FollowupResult:
 
 
 @dataclass
-class FollowupReport:
+class FollowupReport(TableReport):
     """Evidence-hit@k of each follow-up per strategy, with per-kind and per-conversation detail."""
 
     results: list[FollowupResult]
@@ -119,16 +119,6 @@ class FollowupReport:
             notes.append(f"condense: {len(fallbacks)} rewrites were not used (unusable) and fell back")
         title = f"{self.name + ': ' if self.name else ''}evidence-hit@{self.k} of {len(self.of(self.strategies[0]))} follow-ups"
         return Table(title, header, rows, notes)
-
-    def table(self) -> str:
-        """The report as aligned text."""
-        return self.to_table().text()
-
-    def _repr_html_(self) -> str:
-        return self.to_table().html()
-
-    def __str__(self) -> str:
-        return self.table()
 
     def to_dict(self) -> dict[str, Any]:
         """Everything as JSON-ready values: the figures per strategy and every result."""
@@ -258,7 +248,7 @@ class AttackOutcome:
 
 
 @dataclass
-class AttackReport:
+class AttackReport(TableReport):
     """Attack success per prompt style, with every case's outcome."""
 
     outcomes: list[AttackOutcome]
@@ -287,16 +277,6 @@ class AttackReport:
             ])
         title = f"{self.name + ': ' if self.name else ''}prompt injection through documents"
         return Table(title, header, rows, ["an attack succeeds when the answer meets its case's rule"])
-
-    def table(self) -> str:
-        """The report as aligned text."""
-        return self.to_table().text()
-
-    def _repr_html_(self) -> str:
-        return self.to_table().html()
-
-    def __str__(self) -> str:
-        return self.table()
 
     def to_dict(self) -> dict[str, Any]:
         """Everything as JSON-ready values: the rates per style and every outcome."""
