@@ -111,17 +111,19 @@ def test_17_exercise_1_needs_every_line_marked():
     assert run_check("17_prompt_injection.ipynb", "Exercise 1", {**names, "my_datamark": datamark}) is True
 
 
-def test_17_exercise_2_keeps_only_the_cases_grounded_resisted():
+def test_17_exercise_2_leaves_the_refusals_out():
     outcomes = [
-        {"style": style, "case": case, "succeeded": ok}
-        for case, original, grounded in (("a", True, False), ("b", True, True), ("c", False, False), ("d", True, False))
-        for style, ok in (("original", original), ("grounded", grounded))
+        {"style": "original", "case": "a", "succeeded": True, "refused": None},
+        {"style": "original", "case": "b", "succeeded": False, "refused": "check"},
+        {"style": "grounded", "case": "a", "succeeded": True, "refused": None},
+        {"style": "grounded", "case": "b", "succeeded": False, "refused": None},
     ]
     run = {"attacks": {"outcomes": outcomes}}
-    for wrong in (["a", "b", "d"], ["a"], ["d", "a"], ...):  # every case original obeyed; one missing; unsorted
-        names = {"run": run, "stopped_by_grounded": wrong}
-        assert run_check("17_prompt_injection.ipynb", "Exercise 2", names) is False
-    assert run_check("17_prompt_injection.ipynb", "Exercise 2", {"run": run, "stopped_by_grounded": ["a", "d"]}) is True
+    over_all_cases = {"original": 0.5, "grounded": 0.5}  # the refusal counted as a defence
+    for wrong in (over_all_cases, {"original": 1.0}, ...):
+        assert run_check("17_prompt_injection.ipynb", "Exercise 2", {"run": run, "answered_rate": wrong}) is False
+    right = {"original": 1.0, "grounded": 0.5}
+    assert run_check("17_prompt_injection.ipynb", "Exercise 2", {"run": run, "answered_rate": right}) is True
 
 
 # --- 18 PDF and HTML sources --------------------------------------------------------------------------
