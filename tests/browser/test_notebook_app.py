@@ -243,3 +243,19 @@ def test_the_app_fits_the_default_jupyterlab_width(ran):
         app,
     )
     assert not cut_labels, f"labels cut off: {cut_labels}"
+
+
+def test_a_follow_up_is_answered_with_the_conversation_and_new_conversation_clears_it(ran):
+    app = the_app(ran)
+    css(app, ".rag-new-conversation")[0].click()
+    wait_for(ran, lambda b: not css(the_app(b), ".rag-history-turn"), 10, "the history to clear")
+    ask(ran, "What is the standard nightly hotel cap in the 2024 travel policy?")
+    html, status = ask(ran, "And in London?")
+    turns = css(app, ".rag-history-turn")
+    assert len(turns) == 1 and "hotel cap" in turns[0].text, [t.text for t in turns]
+    assert "follow-up" in status, status
+    answer = css(app, ".rag-answer")[0]
+    assert css(answer, ".rag-cite") and not css(answer, ".rag-dont-know"), answer.text
+    assert "185" in answer.text, f"the follow-up did not find London's cap: {answer.text}"
+    css(app, ".rag-new-conversation")[0].click()
+    wait_for(ran, lambda b: not css(the_app(b), ".rag-history-turn"), 10, "the history to clear")
