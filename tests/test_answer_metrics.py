@@ -392,7 +392,7 @@ def test_min_score_setting():
 
 @pytest.mark.slow
 def test_the_app_shows_the_refusal(index, model):
-    from rag_helpers.answers import DONT_KNOW, REFUSED_GATE
+    from rag_helpers.answers import REFUSED_GATE
     from rag_helpers.widget import QAApp
 
     collection, settings, _ = index

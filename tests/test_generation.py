@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from llm_server import MODEL, FakeServer, Reply, completion
 
-from rag_helpers.config import Secret, Settings
+from rag_helpers.config import Secret
 from rag_helpers.answers import Answer
 from rag_helpers.generation import (
     DEFAULT_PARAMS,

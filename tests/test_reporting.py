@@ -18,7 +18,6 @@ from rag_helpers.reporting import (
     plot_answer_reports,
 )
 from rag_helpers.ingest import update_indexes
-from rag_helpers.questions import Question
 from rag_helpers.ingest import ingest
 from rag_helpers.store import get_client, get_collection
 
